@@ -102,8 +102,9 @@ class DyKenSequenceClassifierOutput(ModelOutput):
 class CTCAlignment(nn.Module):
     """Official `ctc` mode: an LSTM scores every frame against (max_text_length + 1) slots, slot 0 being the CTC
     blank; a softmax over the slots, the blank dropped, gives weights that sum frames into one vector per token.
-    Mask-aware: the LSTM reads only the true frames (packed), and a frame's softmax runs over the blank and the
-    *real* tokens only, so neither frame nor text padding moves any weight."""
+    Mask-aware: padding comes after the real frames, so a forward LSTM's outputs at real frames never see it (no
+    packing needed: packed sequences are ~2x slower on CPU); padded frames get zero weight, and a frame's softmax
+    runs over the blank and the *real* tokens only, so neither frame nor text padding moves any weight."""
 
     def __init__(self, feature_dim: int, max_text_length: int, num_layers: int):
         super().__init__()
@@ -111,12 +112,8 @@ class CTCAlignment(nn.Module):
 
     def forward(self, frames, frame_mask, text_mask):
         # frames (B, T, D), frame_mask (B, T), text_mask (B, L) -> (B, L, D)
-        batch_size, num_frames, _ = frames.shape
-        text_length = text_mask.shape[1]
-        lengths = frame_mask.sum(1).clamp(min=1).cpu()  # an empty sequence still needs one step to pack
-        packed = nn.utils.rnn.pack_padded_sequence(frames, lengths, batch_first=True, enforce_sorted=False)
-        scores, _ = self.slot_scorer(packed)
-        scores, _ = nn.utils.rnn.pad_packed_sequence(scores, batch_first=True, total_length=num_frames)
+        batch_size, text_length = text_mask.shape
+        scores, _ = self.slot_scorer(frames)
         scores = scores[..., : text_length + 1]  # (B, T, 1 + L): the blank, then one slot per token
         slot_mask = torch.cat([text_mask.new_ones(batch_size, 1), text_mask], dim=1)  # (B, 1 + L)
         weights = scores.float().masked_fill(~slot_mask[:, None, :], float("-inf")).softmax(-1)

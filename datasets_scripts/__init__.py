@@ -1,0 +1,76 @@
+"""MIntRec / MIntRec2.0 for the Hugging Face `datasets` stack.
+
+    from datasets_scripts import load_mintrec, load_any
+    dataset = load_mintrec("/data/MIntRec")                                   # 20 intents
+    dataset = load_mintrec("/data/MIntRec", task="binary")                    # Emotion / Goal
+    dataset = load_mintrec("/data/MIntRec2.0", "MIntRec2.0", include_out_of_scope=True)
+
+Columns: id, text, label (ClassLabel, official order), the TSV metadata columns (strings),
+audio_features Array2D((None, 768), float32), video_features Array2D((None, 256), float32).
+`python -m datasets_scripts convert RAW_DIR OUT_DIR ...` writes a shareable Parquet copy.
+Feature pickles are always read with the restricted unpickler of `safe_pickle`.
+"""
+
+from .builders import (
+    AUDIO_FEATURE_DIM,
+    MINTREC2_LABELS,
+    MINTREC2_LABELS_WITH_OOS,
+    MINTREC2_LAYOUT,
+    MINTREC2_CITATION,
+    MINTREC2_METADATA_COLUMNS,
+    MINTREC2_OOS_LABEL,
+    MINTREC_BINARY_LABELS,
+    MINTREC_CITATION,
+    MINTREC_INTENT_TO_BINARY,
+    MINTREC_LABELS,
+    MINTREC_LAYOUT,
+    MINTREC_METADATA_COLUMNS,
+    VIDEO_FEATURE_DIM,
+    MIntRec2Builder,
+    MIntRec2Config,
+    MIntRecBuilder,
+    MIntRecConfig,
+    MIntRecFormatError,
+    MissingReleaseFileError,
+    detect_release,
+    get_builder,
+    load_any,
+    load_mintrec,
+    normalize_benchmark,
+)
+from .convert import HubPushError, convert_to_parquet
+from .safe_pickle import SafeUnpickler, UnsafePickleError, safe_load_file
+
+
+__all__ = [
+    "AUDIO_FEATURE_DIM",
+    "MINTREC2_LABELS",
+    "MINTREC2_LABELS_WITH_OOS",
+    "MINTREC2_LAYOUT",
+    "MINTREC2_CITATION",
+    "MINTREC2_METADATA_COLUMNS",
+    "MINTREC2_OOS_LABEL",
+    "MINTREC_BINARY_LABELS",
+    "MINTREC_CITATION",
+    "MINTREC_INTENT_TO_BINARY",
+    "MINTREC_LABELS",
+    "MINTREC_LAYOUT",
+    "MINTREC_METADATA_COLUMNS",
+    "VIDEO_FEATURE_DIM",
+    "MIntRec2Builder",
+    "MIntRec2Config",
+    "MIntRecBuilder",
+    "MIntRecConfig",
+    "MIntRecFormatError",
+    "MissingReleaseFileError",
+    "HubPushError",
+    "SafeUnpickler",
+    "UnsafePickleError",
+    "convert_to_parquet",
+    "detect_release",
+    "get_builder",
+    "load_any",
+    "load_mintrec",
+    "normalize_benchmark",
+    "safe_load_file",
+]

@@ -1,0 +1,619 @@
+"""Synthetic MIntRec / MIntRec2.0 releases with a controllable non-verbal signal.
+
+`write_synthetic_release` writes a complete release folder in the official layout of
+/work/shared/docs/mintrec-data.md (TSV headers, sample ids, pickle names, array shapes, official
+label names and order), so the real loaders, the processor and the trainer can be exercised end to
+end without the (hand-downloaded) real data. The content is random but built so that the question
+the method asks -- "does the model use *how* a word is said?" -- has a known answer.
+
+How a clip is built (all randomness from `seed`; the cue directions from a fixed constant):
+
+1. Label. Each split cycles through the label list (balanced classes) and is shuffled.
+
+2. Text. Lower-case utterances with commas, apostrophes, mid-sentence double quotes and non-ASCII
+   words ("café", "naïve", "zoë"), made from sentence templates with slots ({name}, {thing},
+   {place}, {time}), an optional discourse prefix ("well,", "listen,") and an optional tail clause,
+   so lengths run from 2 to about 22 words (about 9 on average).
+   - Intents outside `NONVERBAL_PAIRS` have their own templates (distinct key words). With
+     probability `text_noise` an example instead takes a sentence from a generic pool shared by all
+     of them ("so, yeah."), so text alone is good but not perfect on them.
+   - The two intents of a pair (e.g. Praise / Taunt) draw their sentence from ONE shared template
+     pool with the same sampling procedure, so their text distributions are identical: a text-only
+     model is at chance between them. Each pair template marks one *cue word* ("oh, that's a
+     great idea" -> "great").
+
+3. Timing. A clip of T frames has leading and trailing silence (2-10 % of T each); the words fill
+   the rest, each lasting in proportion to (number of characters + 2). Word w therefore covers
+   frames [floor(T * start_w), ceil(T * end_w)) in every modality (the same clip-relative times
+   for audio and video). Audio runs at 50 frames/s (wav2vec 2.0 / WavLM): about 10.5 frames per
+   word times a log-normal speaking rate (sigma 0.25), plus log-normal pauses (median 15 frames,
+   sigma 0.8), so clips last ~2.5 s on average (real MIntRec: 2.38 s) with a long tail, capped at
+   the benchmark's real maximum (MIntRec 477 frames, MIntRec2.0 400). Video has 0.42-0.50 times as
+   many frames (capped at 225 / 180). Both are then multiplied by `length_scale` (at least 4).
+
+4. Background features (audio 768-d, video 256-d), float32:
+   x[t] = offset + noise[t], offset ~ N(0, clip_offset_std^2 I) drawn once per clip and modality,
+   noise[t] ~ N(0, I) (per-dimension std sigma = 1). The per-clip offset hides the cue from
+   anything that only looks at a clip's mean: along any direction it varies as much as the cue.
+
+5. The non-verbal cue. Each pair has a *cued* intent (Taunt, Joke, Criticize) and a *plain* one
+   (Praise, Inform, Complain) and carries its cue in fixed modalities (`NonverbalPair.modalities`):
+   audio for Praise/Taunt (a mocking tone), video for Inform/Joke (a smirk), both for
+   Complain/Criticize. For each (pair, modality) a fixed random unit direction u (independent of
+   `seed`) is drawn. In a cued clip,
+       x[t] += nonverbal_signal * sigma * u      for the frames t of the cue word,
+   i.e. along u the cue word's frames are shifted by `nonverbal_signal` noise standard deviations
+   (an ideal detector averaging the k frames of the word sees a signal-to-noise ratio of
+   nonverbal_signal * sqrt(k)). In a plain clip, with probability `distractor_rate` the same cue
+   is put on a *different* word, so "is the cue anywhere in the clip?" is only partly informative:
+   what identifies the cued intent is the cue *on the cue word*, i.e. token-level alignment of text
+   and non-verbal frames (the premise of DyKen-Hyena: a mocking tone on the word "great").
+   `nonverbal_signal=0` adds nothing, so the paired intents become indistinguishable. The random
+   draws do not depend on `nonverbal_signal`: two releases that differ only in it have the same
+   texts, lengths and background, and differ exactly by the cue.
+
+6. MIntRec2.0 out-of-scope utterances (label UNK) come from their own off-topic templates, carry
+   no cue, and share dialogues with the in-scope utterances of the same split.
+
+Besides the official files the release folder holds `synthetic_metadata.json`: the generation
+parameters and, for every example of a pair intent, the cue word and its frame segments (for
+analyses such as "what do the dynamic kernels do on the cue word?").
+
+Features are written with the standard pickle module (protocol 4); readers must use the project's
+restricted unpickler (datasets_scripts.safe_pickle), as for the real files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .builders import MINTREC2_LABELS, MINTREC2_OOS_LABEL, MINTREC_LABELS
+
+
+__all__ = [
+    "NonverbalPair",
+    "NONVERBAL_PAIRS",
+    "NONVERBAL_INTENTS",
+    "DEFAULT_RELEASE_PARAMS",
+    "write_synthetic_release",
+    "ensure_default_release",
+]
+
+# Bump when the generator changes what it writes: cached default releases are keyed on it.
+GENERATOR_VERSION = 1
+
+
+AUDIO_DIM, VIDEO_DIM = 768, 256
+MODALITIES = ("audio", "video")
+
+
+@dataclasses.dataclass(frozen=True)
+class NonverbalPair:
+    """Two intents with identical text distributions, told apart only by a non-verbal cue.
+
+    `cued` clips carry the cue on the cue word in each of `modalities`; `plain` clips do not.
+    """
+
+    plain: str
+    cued: str
+    modalities: tuple[str, ...]
+    cue: str  # what the cue stands for, for docs and model cards
+
+
+NONVERBAL_PAIRS: tuple[NonverbalPair, ...] = (
+    NonverbalPair("Praise", "Taunt", ("audio",), "mocking tone of voice on the praising word"),
+    NonverbalPair("Inform", "Joke", ("video",), "smirk while saying the key word"),
+    NonverbalPair("Complain", "Criticize", ("audio", "video"), "sharp tone and frown on the key word"),
+)
+NONVERBAL_INTENTS: tuple[str, ...] = tuple(
+    label for pair in NONVERBAL_PAIRS for label in (pair.plain, pair.cued)
+)
+
+# Sizes of the real releases (rows per TSV). The out-of-scope split sizes are not documented per
+# file; 5,736 in all is split like the in-scope data.
+_OFFICIAL_SIZES = {
+    "MIntRec": {"train": 1334, "dev": 445, "test": 445},
+    "MIntRec2.0": {"train": 6165, "dev": 1106, "test": 2033},
+}
+_OFFICIAL_OOD_SIZES = {"train": 3801, "dev": 682, "test": 1253}
+
+# Longest sequences of the real data, in frames (MIntRec: measured maxima; MIntRec2.0: the
+# official max lengths), before `length_scale`.
+_MAX_FRAMES = {"MIntRec": {"audio": 477, "video": 225}, "MIntRec2.0": {"audio": 400, "video": 180}}
+_MIN_FRAMES = 4
+# Seed of the cue directions: a property of the synthetic "world", not of one release.
+_CUE_DIRECTION_SEED = 20250912
+
+# ---------------------------------------------------------------------------------------------
+# Text templates. "[word]" marks the cue word of a pair template (the brackets are removed).
+# Slots are filled independently from _SLOTS. All lower-case, like the MIntRec transcripts.
+# ---------------------------------------------------------------------------------------------
+_SLOTS = {
+    "name": ["glenn", "dina", "amy", "jonah", "garrett", "cheyenne", "mateo", "sandra", "zoë",
+             "josé", "renée", "françois"],
+    "thing": ["schedule", "display", "report", "cake", "crème brûlée", "café order", "inventory list",
+              "new uniform", "presentation", "price tags", "coffee machine", "naïve little sign"],
+    "place": ["the break room", "aisle five", "the parking lot", "the café", "the warehouse",
+              "the office", "the front desk", "san josé"],
+    "time": ["monday", "tomorrow morning", "tonight", "next week", "three o'clock", "lunch",
+             "the weekend"],
+}
+_PREFIXES = ["well,", "okay,", "so,", "listen,", "honestly,", "um,", "{name},", "you know,", "look,"]
+_SUFFIXES = [
+    "you know?", "i mean it.", "right now.", "before the meeting at {time}.",
+    "for the whole team, everybody here.", "and that's it.",
+    "like i said yesterday in {place}.", "and {name} agrees with me on that one.",
+    "because that's what \"teamwork\" means around here.",
+]
+
+_PAIR_TEMPLATES = {
+    ("Praise", "Taunt"): [
+        "wow, [great] job on the {thing}, {name}.",
+        "oh, that's a [brilliant] idea.",
+        "you really outdid yourself with the {thing}, [amazing].",
+        "[nice] work, you're a natural.",
+        "what a [wonderful] {thing}, i'm so impressed.",
+        "look at you, the {thing} looks [perfect].",
+    ],
+    ("Inform", "Joke"): [
+        "the {thing} is in {place}, i [swear].",
+        "{name} said the {thing} is [ready] by {time}.",
+        "apparently, the manager wants everyone in {place} at {time}, [seriously].",
+        "so the {thing} got [delivered] to {place} today.",
+        "they're [closing] {place} for the \"inspection\" on {time}.",
+        "i heard {name} is [moving] to {place}.",
+    ],
+    ("Complain", "Criticize"): [
+        "this {thing} is [terrible], nobody fixed it.",
+        "why is the {thing} [always] broken?",
+        "{name}, you [never] finish the {thing} on time.",
+        "the way you handled the {thing} was [awful].",
+        "i can't believe the {thing} is [still] like this.",
+        "honestly, this is the [worst] {thing} in the store.",
+    ],
+}
+
+_INTENT_TEMPLATES = {
+    "Apologise": ["i'm so sorry about the {thing}.", "i apologise, it was my fault.",
+                  "sorry, {name}, i didn't mean to break the {thing}.",
+                  "my bad, i'm really sorry about {time}.",
+                  "please forgive me, i messed up the {thing}."],
+    "Thank": ["thank you so much for the {thing}.", "thanks, {name}, i really appreciate it.",
+              "i'm grateful you helped with the {thing}.", "thanks a lot for covering for me at {time}."],
+    "Agree": ["yes, i agree with you.", "you're right, let's do the {thing} that way.",
+              "totally, that makes sense to me.", "okay, i'm on board with {name}'s plan."],
+    "Flaunt": ["i got employee of the month, again.", "my new car cost more than this whole store.",
+               "did i mention i won the {thing} contest?",
+               "i'm kind of the best at the {thing}, everyone says so."],
+    "Oppose": ["no, i don't think we should do that.", "i'm against moving the {thing} to {place}.",
+               "that's not going to happen, {name}.", "absolutely not, we can't change the {thing}."],
+    "Comfort": ["it's okay, don't worry about the {thing}.", "hey, it's gonna be fine, {name}.",
+                "don't be so hard on yourself.", "everything will work out, i promise."],
+    "Care": ["are you feeling okay, {name}?", "did you eat anything today?",
+             "you look tired, take a rest in {place}.", "how's your back after moving the {thing}?"],
+    "Advise": ["you should talk to {name} about the {thing}.", "maybe try restocking {place} first.",
+               "if i were you, i'd ask before {time}.", "my advice is to double-check the {thing}."],
+    "Arrange": ["put the {thing} in {place}, please.",
+                "okay, you take {place} and i'll cover the register.",
+                "let's meet in {place} at {time}.", "move the {thing} over there by {time}."],
+    "Introduce": ["everyone, this is {name}, our new employee.", "{name}, meet {name}.",
+                  "let me introduce you to {name} from {place}.", "this is my friend {name}, say hi."],
+    "Leave": ["okay, i gotta go now.", "bye, i'm heading out to {place}.",
+              "i'm leaving, see you {time}.", "well, that's my cue to go home."],
+    "Prevent": ["wait, don't touch the {thing}!", "stop, you can't go into {place}.",
+                "no, no, put that down before you break it.", "hold on, don't send the {thing} yet."],
+    "Greet": ["hi, {name}, good morning.", "hey guys, welcome to cloud 9.",
+              "hello, how are you doing?", "good to see you, {name}."],
+    "Ask for help": ["can you help me with the {thing}?", "{name}, i need a hand in {place}.",
+                     "could somebody please help me carry the {thing}?",
+                     "i can't do this alone, please help."],
+    # MIntRec2.0 only
+    "Acknowledge": ["okay, got it.", "alright, i hear you, {name}.", "mm-hmm, noted.",
+                    "sure, understood about the {thing}."],
+    "Asking for opinions": ["what do you think about the {thing}?",
+                            "{name}, should we go with this one?",
+                            "how do you feel about moving to {place}?", "any thoughts on the {thing}?"],
+    "Confirm": ["yes, the {thing} is confirmed for {time}.", "that's correct, it's in {place}.",
+                "right, i double-checked it.", "yep, {name} confirmed it."],
+    "Doubt": ["are you sure about that?", "i don't know, that sounds unlikely.",
+              "really? the {thing} is in {place}?", "hmm, i'm not convinced, {name}."],
+    "Emphasize": ["listen, this is really important.", "i mean it, the {thing} must be done by {time}.",
+                  "i'm serious, never ever do that again.", "let me be very clear about the {thing}."],
+    "Explain": ["the reason is that the {thing} was late.", "it's because {name} moved it to {place}.",
+                "basically, you scan it first and then you bag it.",
+                "that happened since the {thing} broke on {time}."],
+    "Invite": ["do you want to join us for lunch?", "come to my party on {time}, {name}!",
+               "you should come with us to {place}.", "we're having drinks at {place}, wanna come?"],
+    "Plan": ["tomorrow we'll reorganise the {thing}.", "the plan is to finish {place} by {time}.",
+             "next week i'm going to redo the {thing}.", "first we clean up, then we restock {place}."],
+    "Refuse": ["no thanks, i'll pass.", "sorry, i can't do the {thing} for you.",
+               "i won't cover your shift on {time}.", "nope, not doing that."],
+    "Warn": ["be careful, the floor in {place} is wet.", "watch out, the {thing} is heavy.",
+             "if you're late again, you'll be fired.", "careful, {name} is in a bad mood."],
+}
+# Ambiguous sentences any text-recognisable intent may use (probability `text_noise`).
+_GENERIC_TEMPLATES = ["well, okay then.", "i don't know what to say.", "so, yeah.",
+                      "you know what i mean?", "it is what it is.", "hmm, interesting.",
+                      "that's the {thing}, i guess.", "right, {name}."]
+_OUT_OF_SCOPE_TEMPLATES = ["the weather in {place} was nice.", "i watched a movie last night.",
+                           "uh, what time is it?", "my cousin has a dog named {name}.",
+                           "the café on main street serves crêpes now.",
+                           "i think the wifi is down again.", "did anyone see my \"lucky\" pen?",
+                           "the traffic near {place} was crazy {time}."]
+
+_SLOT_PATTERN = re.compile(r"\{(\w+)\}")
+_MINTREC2_SOURCES = ["superstore", "friends", "bigbang"]
+_SPEAKERS = ["Glenn", "Dina", "Amy", "Jonah", "Garrett", "Cheyenne", "Mateo", "Sandra", "Zoë",
+             "José", "Renée", "François"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------
+def _choice(rng: np.random.Generator, options):
+    return options[int(rng.integers(len(options)))]
+
+
+def _fill(rng: np.random.Generator, template: str) -> str:
+    return _SLOT_PATTERN.sub(lambda match: _choice(rng, _SLOTS[match.group(1)]), template)
+
+
+def _sample_sentence(rng: np.random.Generator, templates) -> tuple[list[str], int | None]:
+    """Returns (words, index of the cue word or None). Always draws the same number of values."""
+    body = _fill(rng, _choice(rng, templates))
+    prefix = _fill(rng, _choice(rng, _PREFIXES))
+    suffix = _fill(rng, _choice(rng, _SUFFIXES))
+    use_prefix, use_suffix = rng.random(2) < (0.35, 0.35)
+    words = (prefix.split() if use_prefix else []) + body.split()
+    if use_suffix:
+        # attach the tail clause to the sentence ("...idea." -> "...idea, you know?")
+        words[-1] = words[-1].rstrip(".!?") + ","
+        words += suffix.split()
+    cue_index = next((i for i, word in enumerate(words) if "[" in word), None)
+    words = [word.replace("[", "").replace("]", "") for word in words]
+    return words, cue_index
+
+
+def _word_spans(rng: np.random.Generator, words: list[str]) -> np.ndarray:
+    """(num_words, 2) clip-relative [start, end) times in [0, 1] of each word."""
+    lead, trail = rng.uniform(0.02, 0.10, size=2)
+    durations = np.array([len(word) + 2.0 for word in words])
+    edges = lead + (1.0 - lead - trail) * np.concatenate([[0.0], np.cumsum(durations)]) / durations.sum()
+    return np.stack([edges[:-1], edges[1:]], axis=1)
+
+
+def _frame_segment(span: np.ndarray, num_frames: int) -> tuple[int, int]:
+    """Frames [start, end) covered by a word spanning clip-relative times `span` (at least one)."""
+    start = min(int(np.floor(span[0] * num_frames)), num_frames - 1)
+    end = max(int(np.ceil(span[1] * num_frames)), start + 1)
+    return start, min(end, num_frames)
+
+
+def _cue_directions() -> dict[tuple[int, str], np.ndarray]:
+    """Fixed unit direction per (pair index, modality), float32."""
+    directions = {}
+    for pair_index, pair in enumerate(NONVERBAL_PAIRS):
+        for modality_index, modality in enumerate(MODALITIES):
+            rng = np.random.default_rng([_CUE_DIRECTION_SEED, pair_index, modality_index])
+            direction = rng.standard_normal(AUDIO_DIM if modality == "audio" else VIDEO_DIM)
+            directions[pair_index, modality] = (direction / np.linalg.norm(direction)).astype(np.float32)
+    return directions
+
+
+@dataclasses.dataclass
+class _Clip:
+    label: str
+    words: list[str]
+    num_frames: dict[str, int]  # modality -> T
+    word_spans: np.ndarray  # (num_words, 2)
+    pair_index: int | None = None
+    cue_word_index: int | None = None
+    distractor_word_index: int | None = None  # plain clips only: the cue is put on this word instead
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def _sample_clip(rng: np.random.Generator, label: str, benchmark: str, text_noise: float,
+                 distractor_rate: float, length_scale: float) -> _Clip:
+    pair_index = next((i for i, pair in enumerate(NONVERBAL_PAIRS) if label in (pair.plain, pair.cued)), None)
+    use_generic = rng.random() < text_noise
+    if pair_index is not None:
+        pair = NONVERBAL_PAIRS[pair_index]
+        words, cue_word_index = _sample_sentence(rng, _PAIR_TEMPLATES[pair.plain, pair.cued])
+    elif label == MINTREC2_OOS_LABEL:
+        words, cue_word_index = _sample_sentence(rng, _OUT_OF_SCOPE_TEMPLATES)
+    else:
+        words, cue_word_index = _sample_sentence(rng, _GENERIC_TEMPLATES if use_generic else _INTENT_TEMPLATES[label])
+
+    max_frames = _MAX_FRAMES[benchmark]
+    # ~10.5 frames (0.2 s) per word at a log-normal speaking rate, plus log-normal pauses (median
+    # 0.3 s, a long tail): mean ~2.5 s like the real clips (2.38 s), a few reach the real maximum.
+    speech_frames = len(words) * 10.5 * rng.lognormal(0.0, 0.25)
+    pause_frames = rng.lognormal(np.log(15.0), 0.8)
+    audio_frames = min(speech_frames + pause_frames, max_frames["audio"])
+    video_frames = min(audio_frames * rng.uniform(0.42, 0.50), max_frames["video"])
+    num_frames = {
+        "audio": max(_MIN_FRAMES, int(round(audio_frames * length_scale))),
+        "video": max(_MIN_FRAMES, int(round(video_frames * length_scale))),
+    }
+    spans = _word_spans(rng, words)
+
+    # Drawn for every clip so the random stream does not depend on the label mix or the signal.
+    put_distractor = rng.random() < distractor_rate
+    other_word = int(rng.integers(len(words) - 1)) if len(words) > 1 else None
+    distractor_word_index = None
+    if pair_index is not None and label == NONVERBAL_PAIRS[pair_index].plain and put_distractor and other_word is not None:
+        distractor_word_index = other_word + (other_word >= cue_word_index)  # any word but the cue word
+    return _Clip(label, words, num_frames, spans, pair_index if pair_index is not None else None,
+                 cue_word_index if pair_index is not None else None, distractor_word_index)
+
+
+def _clip_features(rng: np.random.Generator, clip: _Clip, modality: str, clip_offset_std: float,
+                   nonverbal_signal: float, directions) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """(T, D) float32 features of one modality, and the cue word's frame segment (pair clips)."""
+    dim = AUDIO_DIM if modality == "audio" else VIDEO_DIM
+    num_frames = clip.num_frames[modality]
+    features = rng.standard_normal((num_frames, dim), dtype=np.float32)
+    features += (clip_offset_std * rng.standard_normal(dim)).astype(np.float32)
+    if clip.pair_index is None:
+        return features, None
+
+    cue_segment = _frame_segment(clip.word_spans[clip.cue_word_index], num_frames)
+    pair = NONVERBAL_PAIRS[clip.pair_index]
+    if nonverbal_signal and modality in pair.modalities:
+        cue_vector = nonverbal_signal * directions[clip.pair_index, modality]  # sigma = 1
+        if clip.label == pair.cued:
+            features[cue_segment[0]:cue_segment[1]] += cue_vector
+        elif clip.distractor_word_index is not None:
+            start, end = _frame_segment(clip.word_spans[clip.distractor_word_index], num_frames)
+            features[start:end] += cue_vector
+    return features, cue_segment
+
+
+def _balanced_labels(rng: np.random.Generator, labels, count: int) -> list[str]:
+    cycled = [labels[i % len(labels)] for i in range(count)]
+    return [cycled[i] for i in rng.permutation(count)]
+
+
+def _timestamp(seconds: float) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def _write_tsv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    # Plain tab-joined lines, no quoting: texts never start with a quote nor contain tabs or
+    # newlines, so csv.reader(delimiter="\t") reads them back verbatim with or without QUOTE_NONE.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as file:
+        for row in [header, *rows]:
+            assert not any(("\t" in field or "\n" in field) for field in row), row
+            file.write("\t".join(row) + "\n")
+
+
+def _write_pickle(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as file:
+        pickle.dump(obj, file, protocol=4)
+
+
+def write_synthetic_release(
+    out_dir: str | os.PathLike,
+    benchmark: str = "MIntRec",
+    num_train: int | None = None,
+    num_dev: int | None = None,
+    num_test: int | None = None,
+    seed: int = 0,
+    nonverbal_signal: float = 1.0,
+    include_out_of_scope: bool = True,
+    num_ood_train: int | None = None,
+    num_ood_dev: int | None = None,
+    num_ood_test: int | None = None,
+    length_scale: float = 1.0,
+    distractor_rate: float = 0.5,
+    text_noise: float = 0.1,
+    clip_offset_std: float = 1.0,
+) -> Path:
+    """Writes a synthetic release in the official layout into `out_dir` and returns `Path(out_dir)`.
+
+    Args:
+        out_dir: the release folder to write (created if needed; files of an earlier release there
+            are overwritten). It is what a loader takes as `data_dir`.
+        benchmark: "MIntRec" (20 intents) or "MIntRec2.0" (30 intents + out-of-scope).
+        num_train, num_dev, num_test: rows per split; default to the real release sizes
+            (MIntRec 1,334 / 445 / 445; MIntRec2.0 6,165 / 1,106 / 2,033 -- the full MIntRec2.0
+            size is about 10 GB of features, so pass smaller numbers unless that is wanted).
+        seed: seeds everything except the cue directions (fixed for all releases).
+        nonverbal_signal: cue amplitude in noise standard deviations (see the module docstring);
+            0 removes the cue.
+        include_out_of_scope: MIntRec2.0 only: also write `out-of-scope/MIntRec2.0-OOD/`.
+        num_ood_train, num_ood_dev, num_ood_test: out-of-scope rows per split (default 3,801 /
+            682 / 1,253, i.e. the real 5,736 split like the in-scope data).
+        length_scale: multiplies every clip's frame counts (< 1 for small, fast test data).
+        distractor_rate: probability that a plain clip of a pair carries the cue on another word.
+        text_noise: probability that a non-paired example uses a generic, ambiguous sentence.
+        clip_offset_std: std of the per-clip feature offset, in noise standard deviations.
+    """
+    if benchmark not in _OFFICIAL_SIZES:
+        raise ValueError(f"benchmark must be 'MIntRec' or 'MIntRec2.0', got {benchmark!r}")
+    if nonverbal_signal < 0 or length_scale <= 0:
+        raise ValueError("nonverbal_signal must be >= 0 and length_scale > 0")
+    is_mintrec2 = benchmark == "MIntRec2.0"
+    requested = {"train": num_train, "dev": num_dev, "test": num_test}
+    sizes = {split: _OFFICIAL_SIZES[benchmark][split] if n is None else int(n) for split, n in requested.items()}
+    requested_ood = {"train": num_ood_train, "dev": num_ood_dev, "test": num_ood_test}
+    ood_sizes = {
+        split: (_OFFICIAL_OOD_SIZES[split] if n is None else int(n)) if (is_mintrec2 and include_out_of_scope) else 0
+        for split, n in requested_ood.items()
+    }
+    labels = MINTREC2_LABELS if is_mintrec2 else MINTREC_LABELS
+    release_dir = Path(out_dir)
+    params = dict(benchmark=benchmark, sizes=sizes, ood_sizes=ood_sizes, seed=seed,
+                  nonverbal_signal=nonverbal_signal, length_scale=length_scale,
+                  distractor_rate=distractor_rate, text_noise=text_noise,
+                  clip_offset_std=clip_offset_std, generator_version=GENERATOR_VERSION)
+
+    directions = _cue_directions()
+    root_seed = np.random.SeedSequence(seed)
+    split_seeds = dict(zip(sizes, root_seed.spawn(len(sizes))))
+    cue_metadata = {}
+    audio_pickles = {"in": {}, "ood": {}}
+    video_pickles = {"in": {}, "ood": {}}
+    tsv_rows = {"in": {}, "ood": {}}
+    id_rng = np.random.default_rng(root_seed.spawn(1)[0])
+    # MIntRec ids: distinct (season, episode, clip) triples over all splits.
+    total = sum(sizes.values())
+    triples = id_rng.choice(6 * 22 * 1000, size=total, replace=False) if not is_mintrec2 else None
+    next_dialogue, next_triple = 0, 0
+    dialogue_id = source = None
+
+    for split, size in sizes.items():
+        text_rng, feature_rng = (np.random.default_rng(s) for s in split_seeds[split].spawn(2))
+        split_labels = _balanced_labels(text_rng, labels, size)
+        if is_mintrec2:
+            # Out-of-scope utterances are interleaved with in-scope ones in the same dialogues.
+            split_labels += [MINTREC2_OOS_LABEL] * ood_sizes[split]
+            split_labels = [split_labels[i] for i in text_rng.permutation(len(split_labels))]
+        utterance_id, dialogue_size, clock = -1, 0, 0.0  # no dialogue spans two splits
+        for label in split_labels:
+            clip = _sample_clip(text_rng, label, benchmark, text_noise, distractor_rate, length_scale)
+            audio, cue_audio = _clip_features(feature_rng, clip, "audio", clip_offset_std, nonverbal_signal, directions)
+            video, cue_video = _clip_features(feature_rng, clip, "video", clip_offset_std, nonverbal_signal, directions)
+            scope = "ood" if label == MINTREC2_OOS_LABEL else "in"
+            if is_mintrec2:
+                # Dialogues of 2-8 utterances, consecutive in time.
+                if utterance_id + 1 >= dialogue_size:
+                    dialogue_id, utterance_id = next_dialogue, 0
+                    next_dialogue += 1
+                    dialogue_size = int(text_rng.integers(2, 9))
+                    source = _choice(text_rng, _MINTREC2_SOURCES)
+                    clock = float(text_rng.uniform(0.5, 30.0))
+                else:
+                    utterance_id += 1
+                duration = clip.num_frames["audio"] / length_scale / 50.0  # WavLM: 50 frames / s
+                start, clock = clock, clock + duration
+                clock += float(text_rng.uniform(0.2, 1.5))
+                sample_id = f"dia{dialogue_id}_utt{utterance_id}"
+                tsv_rows[scope].setdefault(split, []).append([
+                    str(dialogue_id), str(utterance_id), clip.text, label, _timestamp(start),
+                    _timestamp(start + duration), source, _choice(text_rng, _SPEAKERS)])
+                # In-scope video is stored as (T, 1, 256), out-of-scope as (T, 256): both occur.
+                video_pickles[scope][sample_id] = video[:, None, :] if scope == "in" else video
+            else:
+                code = int(triples[next_triple])
+                next_triple += 1
+                season, episode, clip_number = code // 22000 + 1, (code // 1000) % 22 + 1, code % 1000
+                sample_id = f"S{season:02d}_E{episode:02d}_{clip_number}"
+                tsv_rows[scope].setdefault(split, []).append(
+                    [f"S{season:02d}", f"E{episode:02d}", str(clip_number), clip.text, label])
+                # Official MIntRec video: a list of per-key-frame (1, 256) arrays.
+                video_pickles[scope][sample_id] = list(video[:, None, :])
+            audio_pickles[scope][sample_id] = audio
+            if clip.pair_index is not None:
+                pair = NONVERBAL_PAIRS[clip.pair_index]
+                cue_metadata[sample_id] = {
+                    "pair": [pair.plain, pair.cued],
+                    "cue_modalities": list(pair.modalities),
+                    "cue_on_cue_word": bool(nonverbal_signal) and label == pair.cued,
+                    "cue_word_index": clip.cue_word_index,
+                    "cue_word": clip.words[clip.cue_word_index],
+                    "audio_segment": list(cue_audio),
+                    "video_segment": list(cue_video),
+                    "distractor_word_index": clip.distractor_word_index if nonverbal_signal else None,
+                }
+
+    release_dir.mkdir(parents=True, exist_ok=True)
+    if is_mintrec2:
+        header = ["Dialogue_id", "Utterance_id", "Text", "Label", "Start_timestamp", "End_timestamp",
+                  "Source", "speakername"]
+        folders = {"in": release_dir / "in-scope"}
+        if include_out_of_scope:
+            folders["ood"] = release_dir / "out-of-scope" / "MIntRec2.0-OOD"
+        for scope, folder in folders.items():
+            for split in sizes:
+                _write_tsv(folder / f"{split}.tsv", header, tsv_rows[scope].get(split, []))
+            _write_pickle(folder / "video_data" / "swin_roi_binary.pkl", video_pickles[scope])
+            _write_pickle(folder / "audio_data" / "wavlm_feats_binary.pkl", audio_pickles[scope])
+    else:
+        for split in sizes:
+            _write_tsv(release_dir / f"{split}.tsv", ["season", "episode", "clip", "text", "label"],
+                       tsv_rows["in"].get(split, []))
+        _write_pickle(release_dir / "video_data" / "video_feats.pkl", video_pickles["in"])
+        _write_pickle(release_dir / "audio_data" / "audio_feats.pkl", audio_pickles["in"])
+
+    metadata = {
+        "generator": "datasets_scripts.synthetic",
+        "params": params,
+        "nonverbal_pairs": [dataclasses.asdict(pair) for pair in NONVERBAL_PAIRS],
+        "cues": cue_metadata,
+    }
+    with open(release_dir / "synthetic_metadata.json", "w", encoding="utf-8") as file:
+        json.dump(metadata, file, ensure_ascii=False, indent=1)
+    return release_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# The built-in default release (the trainer's default job)
+# ---------------------------------------------------------------------------------------------
+# Sized so that a few epochs of MiniLM (6 layers, 384 wide) take about a minute per model on two
+# CPU cores: 20 intents x 30 training clips, audio <= 159 frames, video <= 75 frames. The cue is
+# strong (4 noise std per frame on the cue word) so that a small model can pick it up from 30
+# clips per intent in a few epochs; the distractors and per-clip offsets still make word-level
+# alignment necessary to get the pairs fully right.
+DEFAULT_RELEASE_PARAMS = dict(
+    benchmark="MIntRec",
+    num_train=600,
+    num_dev=200,
+    num_test=200,
+    seed=0,
+    nonverbal_signal=4.0,
+    length_scale=1 / 3,
+)
+
+
+def _default_cache_root() -> Path:
+    return Path(os.environ.get("DYKEN_CACHE", Path.home() / ".cache" / "dyken-hyena"))
+
+
+def ensure_default_release(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Returns the folder of the default synthetic MIntRec release, writing it on first use.
+
+    The release lives in `<cache_dir or $DYKEN_CACHE or ~/.cache/dyken-hyena>/synthetic-<hash>`,
+    where the hash covers `DEFAULT_RELEASE_PARAMS` and the generator version, so a changed
+    generator never reuses stale files. Written into a temporary folder and renamed into place,
+    so concurrent callers never see a half-written release.
+    """
+    key = json.dumps({**DEFAULT_RELEASE_PARAMS, "generator_version": GENERATOR_VERSION}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    root = Path(cache_dir) if cache_dir is not None else _default_cache_root()
+    release_dir = root / f"synthetic-{digest}"
+    if (release_dir / "synthetic_metadata.json").is_file():
+        return release_dir
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{digest}-", dir=root))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    try:
+        write_synthetic_release(staging, **DEFAULT_RELEASE_PARAMS)
+        try:
+            os.rename(staging, release_dir)
+        except OSError:
+            # Another process finished first (the target exists): use its copy.
+            if not (release_dir / "synthetic_metadata.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return release_dir

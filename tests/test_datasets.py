@@ -1,0 +1,539 @@
+"""Tests of datasets_scripts: builders, errors, restricted unpickling, Parquet conversion, Hub push.
+
+Releases come from datasets_scripts.synthetic (official layout, tiny sizes); every expectation is
+recomputed from the raw files (TSV lines read by plain splitting, pickles via the safe unpickler).
+"""
+
+import json
+import logging
+import os
+import pickle
+import shutil
+
+import datasets
+import numpy as np
+import pytest
+
+from datasets_scripts import (
+    MINTREC2_LABELS,
+    MINTREC_BINARY_LABELS,
+    MINTREC_INTENT_TO_BINARY,
+    MINTREC_LABELS,
+    MIntRecFormatError,
+    MissingReleaseFileError,
+    UnsafePickleError,
+    load_any,
+    load_mintrec,
+    safe_load_file,
+)
+from datasets_scripts.safe_pickle import safe_load
+from datasets_scripts.synthetic import write_synthetic_release
+
+
+SIZES = dict(num_train=8, num_dev=4, num_test=4, seed=0, length_scale=0.1)
+
+
+@pytest.fixture(scope="module")
+def mintrec_release(tmp_path_factory):
+    return write_synthetic_release(tmp_path_factory.mktemp("raw"), benchmark="MIntRec", **SIZES)
+
+
+@pytest.fixture(scope="module")
+def mintrec2_release(tmp_path_factory):
+    # 70 train rows: more than two Arrow writer batches (32 rows), so the conversion test can cut shards.
+    sizes = dict(SIZES, num_train=70)
+    return write_synthetic_release(
+        tmp_path_factory.mktemp("raw2"), benchmark="MIntRec2.0", num_ood_train=3, num_ood_dev=2, num_ood_test=3, **sizes
+    )
+
+
+@pytest.fixture
+def release_copy(mintrec_release, tmp_path):
+    """A private, editable copy of the MIntRec release."""
+    return shutil.copytree(mintrec_release, tmp_path / "MIntRec")
+
+
+def read_rows(tsv):
+    with open(tsv, encoding="utf-8") as file:
+        return [line.rstrip("\n").split("\t") for line in file]
+
+
+def write_rows(tsv, rows):
+    with open(tsv, "w", encoding="utf-8") as file:
+        file.writelines("\t".join(row) + "\n" for row in rows)
+
+
+def edit_pickle(path, edit):
+    features = safe_load_file(path)
+    edit(features)
+    with open(path, "wb") as file:
+        pickle.dump(features, file)
+
+
+def load_error(data_dir, cache_dir, error_type=MIntRecFormatError, **kwargs):
+    with pytest.raises(error_type) as info:
+        load_mintrec(data_dir, cache_dir=str(cache_dir), **kwargs)
+    return str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Builders
+# ------------------------------------------------------------------------------------------------
+
+
+def test_mintrec_intent_matches_raw_release(mintrec_release, tmp_path):
+    dataset = load_mintrec(mintrec_release, cache_dir=str(tmp_path))
+    assert list(dataset) == ["train", "validation", "test"]
+    assert dataset["train"].features == datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=MINTREC_LABELS),
+            "season": datasets.Value("string"),
+            "episode": datasets.Value("string"),
+            "clip": datasets.Value("string"),
+            "audio_features": datasets.Array2D(shape=(None, 768), dtype="float32"),
+            "video_features": datasets.Array2D(shape=(None, 256), dtype="float32"),
+        }
+    )
+    audio = safe_load_file(mintrec_release / "audio_data" / "audio_feats.pkl")
+    video = safe_load_file(mintrec_release / "video_data" / "video_feats.pkl")
+    for split, tsv in [("train", "train"), ("validation", "dev"), ("test", "test")]:
+        header, *rows = read_rows(mintrec_release / f"{tsv}.tsv")
+        assert header == ["season", "episode", "clip", "text", "label"]
+        examples = dataset[split].with_format("numpy")
+        assert len(examples) == len(rows) == SIZES[f"num_{tsv}"]
+        for example, (season, episode, clip, text, label) in zip(examples, rows):
+            sample_id = f"{season}_{episode}_{clip}"
+            assert example["id"] == sample_id
+            assert (example["season"], example["episode"], example["clip"]) == (season, episode, clip)
+            assert example["text"] == text
+            assert MINTREC_LABELS[example["label"]] == label
+            np.testing.assert_array_equal(example["audio_features"], audio[sample_id])
+            # The release stores video as a list of (1, 256) key-frame arrays: squeezed to (T, 256).
+            assert isinstance(video[sample_id], list) and video[sample_id][0].shape == (1, 256)
+            assert example["video_features"].shape == (len(video[sample_id]), 256)
+            np.testing.assert_array_equal(example["video_features"], np.concatenate(video[sample_id]))
+            assert example["audio_features"].dtype == np.float32
+
+
+def test_mintrec_binary_task(mintrec_release, tmp_path):
+    dataset = load_mintrec(mintrec_release, task="binary", cache_dir=str(tmp_path))
+    features = dataset["train"].features
+    assert features["label"].names == MINTREC_BINARY_LABELS == ["Emotion", "Goal"]
+    assert features["intent"].names == MINTREC_LABELS
+    assert sorted(MINTREC_INTENT_TO_BINARY) == sorted(MINTREC_LABELS)
+    assert [i for i, name in enumerate(MINTREC_LABELS) if MINTREC_INTENT_TO_BINARY[name] == "Goal"] == [
+        10, 12, 13, 14, 15, 16, 17, 18, 19
+    ]  # Comfort + Inform ... Ask for help (official binary_maps)
+    _, *rows = read_rows(mintrec_release / "train.tsv")
+    assert [MINTREC_LABELS[i] for i in dataset["train"]["intent"]] == [row[4] for row in rows]
+    assert [MINTREC_BINARY_LABELS[i] for i in dataset["train"]["label"]] == [MINTREC_INTENT_TO_BINARY[r[4]] for r in rows]
+
+
+def test_mintrec2_in_scope(mintrec2_release, tmp_path):
+    dataset = load_mintrec(mintrec2_release, benchmark="MIntRec2.0", cache_dir=str(tmp_path))
+    assert list(dataset) == ["train", "validation", "test"]
+    features = dataset["train"].features
+    assert features["label"].names == MINTREC2_LABELS and len(MINTREC2_LABELS) == 30
+    assert list(features) == ["id", "text", "label", "Dialogue_id", "Utterance_id", "Start_timestamp",
+                              "End_timestamp", "Source", "speakername", "audio_features", "video_features"]  # fmt: skip
+    video = safe_load_file(mintrec2_release / "in-scope" / "video_data" / "swin_roi_binary.pkl")
+    header, *rows = read_rows(mintrec2_release / "in-scope" / "test.tsv")
+    examples = dataset["test"].with_format("numpy")
+    assert len(examples) == len(rows)
+    for example, row in zip(examples, rows):
+        fields = dict(zip(header, row))
+        sample_id = f"dia{fields['Dialogue_id']}_utt{fields['Utterance_id']}"
+        assert example["id"] == sample_id
+        assert example["speakername"] == fields["speakername"] and example["Start_timestamp"] == fields["Start_timestamp"]
+        assert MINTREC2_LABELS[example["label"]] == fields["Label"]
+        assert video[sample_id].ndim == 3  # stored as (T, 1, 256)
+        np.testing.assert_array_equal(example["video_features"], video[sample_id][:, 0, :])
+
+
+def test_mintrec2_with_out_of_scope(mintrec2_release, tmp_path):
+    dataset = load_mintrec(mintrec2_release, benchmark="MIntRec2.0", include_out_of_scope=True, cache_dir=str(tmp_path))
+    assert list(dataset) == ["train", "validation", "test", "ood_train", "ood_validation"]
+    names = dataset["train"].features["label"].names
+    assert names == MINTREC2_LABELS + ["UNK"] and names.index("UNK") == 30
+    ood = mintrec2_release / "out-of-scope" / "MIntRec2.0-OOD"
+    in_test = read_rows(mintrec2_release / "in-scope" / "test.tsv")[1:]
+    ood_test = read_rows(ood / "test.tsv")[1:]
+    expected_ids = [f"dia{row[0]}_utt{row[1]}" for row in in_test + ood_test]
+    assert dataset["test"]["id"] == expected_ids  # in-scope test rows, then out-of-scope test rows
+    assert list(dataset["test"]["label"]) == [names.index(row[3]) for row in in_test] + [30] * len(ood_test)
+    for split, tsv in [("ood_train", "train"), ("ood_validation", "dev")]:
+        rows = read_rows(ood / f"{tsv}.tsv")[1:]
+        assert dataset[split]["id"] == [f"dia{row[0]}_utt{row[1]}" for row in rows]
+        assert set(dataset[split]["label"]) == {30}
+    # Out-of-scope video is stored as (T, 256) in this release: read as is.
+    ood_video = safe_load_file(ood / "video_data" / "swin_roi_binary.pkl")
+    last = dataset["test"].with_format("numpy")[-1]
+    np.testing.assert_array_equal(last["video_features"], ood_video[last["id"]])
+
+
+def test_texts_with_quotes_and_non_ascii_round_trip(release_copy, tmp_path):
+    tricky = [
+        '"quoted at the start," she said, "and at the end"',
+        "it's the naïve café's crème brûlée, zoë — 100% «sure»",
+        'a lone " quote and a trailing one"',
+        "commas, commas; and 'single quotes'",
+    ]
+    header, *rows = read_rows(release_copy / "train.tsv")
+    for row, text in zip(rows, tricky):
+        row[3] = text
+    write_rows(release_copy / "train.tsv", [header, *rows])
+    dataset = load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))
+    assert dataset["train"]["text"][: len(tricky)] == tricky
+
+
+def test_cache_is_refreshed_when_the_release_changes(release_copy, tmp_path):
+    load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))
+    header, *rows = read_rows(release_copy / "dev.tsv")
+    rows[0][3] = "an edited sentence."
+    write_rows(release_copy / "dev.tsv", [header, *rows])
+    assert load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))["validation"][0]["text"] == "an edited sentence."
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors name the file and the line or sample id
+# ------------------------------------------------------------------------------------------------
+
+
+def test_missing_file_shows_expected_layout(release_copy, tmp_path):
+    os.remove(release_copy / "audio_data" / "audio_feats.pkl")
+    message = load_error(release_copy, tmp_path / "cache", MissingReleaseFileError)
+    assert str(release_copy / "audio_data" / "audio_feats.pkl") in message
+    assert "video_data/video_feats.pkl" in message and "train.tsv  dev.tsv  test.tsv" in message
+
+
+def test_missing_out_of_scope_folder(mintrec2_release, tmp_path):
+    copy = shutil.copytree(mintrec2_release, tmp_path / "MIntRec2.0")
+    shutil.rmtree(copy / "out-of-scope")
+    load_mintrec(copy, benchmark="MIntRec2.0", cache_dir=str(tmp_path / "cache"))  # in-scope only: fine
+    message = load_error(copy, tmp_path / "cache", MissingReleaseFileError, benchmark="MIntRec2.0",
+                         include_out_of_scope=True)  # fmt: skip
+    assert "out-of-scope/MIntRec2.0-OOD/train.tsv" in message and "wavlm_feats_binary.pkl" in message
+
+
+def test_wrong_number_of_columns(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "train.tsv")
+    rows[2] = rows[2][:4]  # label column lost
+    write_rows(release_copy / "train.tsv", [header, *rows])
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"{release_copy / 'train.tsv'}, line 4" in message  # header is line 1
+    assert "expected 5 tab-separated columns" in message and "got 4" in message
+
+
+def test_wrong_header(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "test.tsv")
+    write_rows(release_copy / "test.tsv", [["Season", *header[1:]], *rows])
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"{release_copy / 'test.tsv'}, line 1" in message and "'Season'" in message
+
+
+def test_unknown_label_lists_known_labels(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "dev.tsv")
+    rows[1][4] = "Sarcasm"
+    write_rows(release_copy / "dev.tsv", [header, *rows])
+    message = load_error(release_copy, tmp_path / "cache")
+    sample_id = "_".join(rows[1][:3])
+    assert f"{release_copy / 'dev.tsv'}, line 3 (sample {sample_id})" in message
+    assert "'Sarcasm'" in message and "Ask for help" in message and "Complain" in message
+
+
+def test_sample_missing_from_pickle(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "train.tsv")
+    rows.append(["S09", "E99", "999", "a clip nobody extracted.", "Inform"])
+    write_rows(release_copy / "train.tsv", [header, *rows])
+    message = load_error(release_copy, tmp_path / "cache")
+    assert "'S09_E99_999'" in message and str(release_copy / "audio_data" / "audio_feats.pkl") in message
+
+
+@pytest.mark.parametrize(
+    "bad_value, expected",
+    [
+        (np.zeros((5, 512), np.float32), "shape (5, 512); expected (T, 768)"),
+        (np.zeros(768, np.float32), "shape (768,); expected (T, 768)"),
+        (np.zeros((5, 2, 768), np.float32), "shape (5, 2, 768)"),
+    ],
+)
+def test_wrong_feature_shape(release_copy, tmp_path, bad_value, expected):
+    sample_id = "_".join(read_rows(release_copy / "test.tsv")[2][:3])
+    edit_pickle(release_copy / "audio_data" / "audio_feats.pkl", lambda features: features.update({sample_id: bad_value}))
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"audio features of sample {sample_id!r}" in message and expected in message
+
+
+def test_ragged_video_frames(release_copy, tmp_path):
+    sample_id = "_".join(read_rows(release_copy / "train.tsv")[1][:3])
+    frames = [np.zeros((1, 256), np.float32), np.zeros((1, 128), np.float32)]
+    edit_pickle(release_copy / "video_data" / "video_feats.pkl", lambda features: features.update({sample_id: frames}))
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"video features of sample {sample_id!r}" in message and "(1, 128)" in message
+
+
+def test_empty_text(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "train.tsv")
+    rows[0][3] = "  "
+    write_rows(release_copy / "train.tsv", [header, *rows])
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"line 2 (sample {'_'.join(rows[0][:3])}): empty text" in message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_features(release_copy, tmp_path, bad):
+    sample_id = "_".join(read_rows(release_copy / "dev.tsv")[1][:3])
+
+    def poison(features):
+        features[sample_id] = features[sample_id].copy()
+        features[sample_id][3, 7] = bad
+
+    edit_pickle(release_copy / "audio_data" / "audio_feats.pkl", poison)
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"sample {sample_id!r}" in message and "1 NaN/inf values (first in frame 3" in message
+
+
+def test_duplicate_sample_id(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "test.tsv")
+    train_row = read_rows(release_copy / "train.tsv")[1]
+    write_rows(release_copy / "test.tsv", [header, *rows, train_row])
+    message = load_error(release_copy, tmp_path / "cache")
+    assert "duplicate sample id" in message and f"first seen at {release_copy / 'train.tsv'}, line 2" in message
+
+
+def test_skip_bad_rows_reports_what_was_skipped(release_copy, tmp_path, caplog):
+    header, *rows = read_rows(release_copy / "train.tsv")
+    rows[1][4] = "Sarcasm"
+    bad_feature_id = "_".join(rows[5][:3])
+    write_rows(release_copy / "train.tsv", [header, *rows])
+    edit_pickle(release_copy / "video_data" / "video_feats.pkl", lambda features: features.update({bad_feature_id: []}))
+
+    with caplog.at_level(logging.WARNING, logger="datasets_scripts"):
+        dataset = load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"), skip_bad_rows=True)
+    skipped = dataset.skipped_rows
+    assert [(row["split"], row["line"], row["id"]) for row in skipped] == [
+        ("train", 3, "_".join(rows[1][:3])),
+        ("train", 7, bad_feature_id),
+    ]
+    assert "Sarcasm" in skipped[0]["reason"] and "0 frames" in skipped[1]["reason"]
+    assert len(dataset["train"]) == len(rows) - 2 and bad_feature_id not in dataset["train"]["id"]
+    assert "Skipped 2 bad row(s)" in caplog.text and bad_feature_id in caplog.text
+
+    # The record survives a cached reload (no regeneration).
+    again = load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"), skip_bad_rows=True)
+    assert again.skipped_rows == skipped
+    # Without skip_bad_rows nothing is dropped: the first bad row raises.
+    assert "Sarcasm" in load_error(release_copy, tmp_path / "cache")
+
+
+# ------------------------------------------------------------------------------------------------
+# Restricted unpickling
+# ------------------------------------------------------------------------------------------------
+
+
+class _RunsShellCommand:
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+def test_safe_pickle_refuses_code_execution(tmp_path):
+    marker = tmp_path / "MARKER"
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as file:
+        pickle.dump({"S01_E01_1": _RunsShellCommand(f"touch {marker}")}, file)
+    with open(evil, "rb") as file:
+        assert b"system" in file.read()  # the payload is really there
+    with pytest.raises(UnsafePickleError) as info:
+        safe_load_file(evil)
+    assert not marker.exists()
+    assert str(evil) in str(info.value) and f"{os.system.__module__}.system" in str(info.value)
+
+    for callable_ in (eval, __import__("subprocess").check_call):
+        with pytest.raises(UnsafePickleError, match=callable_.__name__):
+            safe_load(__import__("io").BytesIO(pickle.dumps(_Reducer(callable_, ("1",)))), source="x.pkl")
+
+
+class _Reducer:
+    def __init__(self, callable_, args):
+        self.callable_, self.args = callable_, args
+
+    def __reduce__(self):
+        return (self.callable_, self.args)
+
+
+def test_malicious_release_pickle_is_refused_by_the_builder(release_copy, tmp_path):
+    marker = tmp_path / "MARKER"
+    with open(release_copy / "video_data" / "video_feats.pkl", "wb") as file:
+        pickle.dump({"x": _RunsShellCommand(f"touch {marker}")}, file)
+    message = load_error(release_copy, tmp_path / "cache", UnsafePickleError)
+    assert not marker.exists() and "video_feats.pkl" in message and "system" in message
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_safe_pickle_round_trips_numpy_and_containers(tmp_path, protocol):
+    import torch
+
+    rng = np.random.default_rng(0)
+    payload = {
+        "dia0_utt0": rng.standard_normal((7, 768)).astype(np.float32),
+        "S05_E16_329": [rng.standard_normal((1, 256)).astype(np.float32) for _ in range(3)],
+        "nested": {"float64": rng.standard_normal((2, 3)), "ints": np.arange(4), "tuple": (1, "a", None)},
+        "scalars": [np.float32(1.5), np.int64(-3), 2.5, True],
+        "set": {1, 2}, "bytes": b"\x00\xff",
+        "torch": torch.arange(6, dtype=torch.float32).reshape(2, 3),  # MIntRec audio was saved as CPU tensors
+    }  # fmt: skip
+    path = tmp_path / "features.pkl"
+    with open(path, "wb") as file:
+        pickle.dump(payload, file, protocol=protocol)
+    loaded = safe_load_file(path)
+    np.testing.assert_array_equal(loaded["dia0_utt0"], payload["dia0_utt0"])
+    assert loaded["dia0_utt0"].dtype == np.float32
+    for got, expected in zip(loaded["S05_E16_329"], payload["S05_E16_329"]):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(loaded["nested"]["float64"], payload["nested"]["float64"])
+    np.testing.assert_array_equal(loaded["nested"]["ints"], payload["nested"]["ints"])
+    assert loaded["nested"]["tuple"] == (1, "a", None)
+    assert loaded["scalars"] == payload["scalars"] and type(loaded["scalars"][0]) is np.float32
+    assert loaded["set"] == {1, 2} and loaded["bytes"] == b"\x00\xff"
+    np.testing.assert_array_equal(loaded["torch"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+# ------------------------------------------------------------------------------------------------
+# Parquet conversion, dataset card, Hub push, load_any
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converted_mintrec2(mintrec2_release, tmp_path_factory):
+    from datasets_scripts.__main__ import main
+
+    out_dir = tmp_path_factory.mktemp("parquet") / "mintrec2-parquet"
+    argv = ["convert", str(mintrec2_release), str(out_dir), "--benchmark", "MIntRec2.0", "--include_out_of_scope",
+            "--max_shard_size", "1MB"]  # fmt: skip
+    assert main(argv) == 0
+    return out_dir
+
+
+def test_parquet_round_trip_restores_exact_features(converted_mintrec2, mintrec2_release, tmp_path):
+    reference = load_mintrec(mintrec2_release, "MIntRec2.0", include_out_of_scope=True, cache_dir=str(tmp_path / "a"))
+    shards = sorted(path.name for path in (converted_mintrec2 / "data").glob("*.parquet"))
+    train_shards = [name for name in shards if name.startswith("train-")]
+    assert len(train_shards) >= 2  # 1MB shards (cut after a 32-row writer batch): the split was really sharded
+    assert train_shards == [f"train-{i:05d}-of-{len(train_shards):05d}.parquet" for i in range(len(train_shards))]
+    assert sorted(path.name for path in converted_mintrec2.iterdir()) == ["README.md", "data"]  # staging removed
+
+    reloaded = datasets.load_dataset(str(converted_mintrec2), cache_dir=str(tmp_path / "b"))
+    assert list(reloaded) == list(reference)
+    for split in reference:
+        assert reloaded[split].features == reference[split].features
+        assert reloaded[split].features["label"].names[30] == "UNK"
+        assert reloaded[split]["id"] == reference[split]["id"]
+        assert reloaded[split]["text"] == reference[split]["text"]
+        assert list(reloaded[split]["label"]) == list(reference[split]["label"])
+        for got, expected in zip(reloaded[split].with_format("numpy"), reference[split].with_format("numpy")):
+            np.testing.assert_array_equal(got["audio_features"], expected["audio_features"])
+            np.testing.assert_array_equal(got["video_features"], expected["video_features"])
+
+
+def test_dataset_card_metadata(converted_mintrec2, mintrec2_release):
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(converted_mintrec2 / "README.md")
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert card.data.task_categories == ["text-classification"]
+    assert [entry["split"] for entry in card.data.configs[0]["data_files"]] == [
+        "train", "validation", "test", "ood_train", "ood_validation"
+    ]  # fmt: skip
+    # The YAML alone (what the Hub reads) restores the exact features.
+    info = DatasetInfosDict.from_dataset_card_data(card.data)["default"]
+    assert info.features["label"] == datasets.ClassLabel(names=MINTREC2_LABELS + ["UNK"])
+    assert info.features["audio_features"] == datasets.Array2D(shape=(None, 768), dtype="float32")
+    assert info.splits["ood_train"].num_examples == 3
+    assert "ICLR" in card.text or "International Conference on Learning Representations" in card.text
+    assert "@inproceedings{MIntRec" in card.text and "CC BY-NC-SA 4.0" in card.text
+
+
+def test_convert_refuses_to_mix_with_existing_shards(converted_mintrec2, mintrec2_release):
+    from datasets_scripts.convert import convert_to_parquet
+
+    with pytest.raises(FileExistsError, match="overwrite"):
+        convert_to_parquet(mintrec2_release, converted_mintrec2, benchmark="MIntRec2.0")
+
+
+@pytest.fixture
+def mock_hub():
+    """Route huggingface_hub's HTTP client to an in-process handler (no network)."""
+    from huggingface_hub.utils import _http
+
+    try:  # huggingface_hub 2.x talks through httpx2, 1.x through httpx
+        import httpx2
+    except ImportError:
+        import httpx as httpx2
+
+    state = {"requests": [], "fail_with": None, "committed": []}
+
+    def handler(request):
+        url = str(request.url)
+        state["requests"].append((request.method, url, request.content))
+        if state["fail_with"]:
+            return httpx2.Response(state["fail_with"], json={"error": "Invalid credentials in Authorization header"})
+        if url.endswith("/api/repos/create"):
+            return httpx2.Response(200, json={"url": "https://huggingface.co/datasets/someone/mintrec"})
+        if url.endswith("/api/validate-yaml"):
+            return httpx2.Response(200, json={})
+        if "/preupload/" in url:
+            files = json.loads(request.content)["files"]
+            return httpx2.Response(200, json={"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
+        if "/commit/" in url:
+            lines = [json.loads(line) for line in request.content.decode().splitlines()]
+            state["committed"] += [line["value"]["path"] for line in lines if line["key"] == "file"]
+            return httpx2.Response(200, json={"commitUrl": "https://huggingface.co/datasets/someone/mintrec/commit/" + "0" * 40, "commitOid": "0" * 40})
+        return httpx2.Response(404, json={"error": f"unexpected {url}"})
+
+    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(handler)))
+    try:
+        yield state
+    finally:
+        _http.set_client_factory(_http.default_client_factory)
+
+
+def test_push_to_hub_uploads_card_and_shards(converted_mintrec2, mock_hub):
+    from datasets_scripts.convert import push_to_hub
+
+    push_to_hub(converted_mintrec2, "someone/mintrec", token="hf_test", private=True)
+    create = next(json.loads(body) for method, url, body in mock_hub["requests"] if url.endswith("/api/repos/create"))
+    assert (create["organization"], create["name"], create["type"], create["visibility"]) == ("someone", "mintrec", "dataset", "private")
+    expected = ["README.md"] + sorted(f"data/{p.name}" for p in (converted_mintrec2 / "data").glob("*.parquet"))
+    assert sorted(mock_hub["committed"]) == sorted(expected)
+
+
+def test_failed_push_raises_clear_error(converted_mintrec2, mock_hub):
+    from datasets_scripts.convert import HubPushError, push_to_hub
+
+    mock_hub["fail_with"] = 401
+    with pytest.raises(HubPushError, match="someone/mintrec") as info:
+        push_to_hub(converted_mintrec2, "someone/mintrec", token="hf_bad")
+    assert "401" in str(info.value) and "token" in str(info.value)
+
+
+def test_load_any_sources(mintrec_release, converted_mintrec2, tmp_path):
+    raw = load_any(str(mintrec_release), cache_dir=str(tmp_path / "a"))  # layout detected
+    named = load_any("mintrec", data_dir=mintrec_release, cache_dir=str(tmp_path / "a"))
+    assert raw["test"]["id"] == named["test"]["id"]
+    parquet = load_any(str(converted_mintrec2), cache_dir=str(tmp_path / "b"))
+    assert parquet["ood_validation"].features["label"].names[-1] == "UNK"
+    with pytest.raises(ValueError, match="data_dir"):
+        load_any("mintrec2")
+    with pytest.raises(ValueError, match="MIntRec2.0"):
+        load_any(str(mintrec_release), benchmark="MIntRec2.0")
+    with pytest.raises(FileNotFoundError):
+        load_any(str(tmp_path / "no" / "such" / "folder"))
+    synthetic = load_any("synthetic", data_dir=tmp_path / "synthetic", cache_dir=str(tmp_path / "c"),
+                         synthetic_kwargs=dict(SIZES, num_train=5))  # fmt: skip
+    assert len(synthetic["train"]) == 5
