@@ -176,7 +176,9 @@ def relative_position_encoding(mask, dim: int):
     place = torch.arange(mask.shape[1], device=mask.device)[None, :] / last_index  # (B, T)
     frequencies = 64.0 ** torch.linspace(0, 1, dim // 2, device=mask.device)  # 1 .. 64 half-periods per sequence
     angles = math.pi * place[..., None] * frequencies  # (B, T, dim / 2)
-    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+    # Interleave sin/cos so that every attention head holds whole pairs: its query-key product then contains
+    # sum_f cos(pi f (place_token - place_frame)), which peaks where token and frame are at the same place.
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
 
 class CrossModalAttention(nn.Module):

@@ -24,8 +24,8 @@ How a clip is built (all randomness from `seed`; the cue directions from a fixed
 
 3. Timing. A clip of T frames has leading and trailing silence (2-10 % of T each); the words fill
    the rest, each lasting in proportion to (number of characters + 2). Word w therefore covers
-   frames [floor(T * start_w), ceil(T * end_w)) in every modality (the same clip-relative times
-   for audio and video). Audio runs at 50 frames/s (wav2vec 2.0 / WavLM): about 10.5 frames per
+   frames [round(T * start_w), round(T * end_w)) (at least one) in every modality (the same
+   clip-relative times for audio and video). Audio runs at 50 frames/s (wav2vec 2.0 / WavLM): about 10.5 frames per
    word times a log-normal speaking rate (sigma 0.25), plus log-normal pauses (median 15 frames,
    sigma 0.8), so clips last ~2.5 s on average (real MIntRec: 2.38 s) with a long tail, capped at
    the benchmark's real maximum (MIntRec 477 frames, MIntRec2.0 400). Video has 0.42-0.50 times as
@@ -90,7 +90,7 @@ __all__ = [
 ]
 
 # Bump when the generator changes what it writes: cached default releases are keyed on it.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 
 AUDIO_DIM, VIDEO_DIM = 768, 256
@@ -269,7 +269,7 @@ def _fill(rng: np.random.Generator, template: str) -> str:
 
 
 def _sample_sentence(rng: np.random.Generator, templates) -> tuple[list[str], int | None]:
-    """Returns (words, index of the cue word or None). Always draws the same number of values."""
+    """Returns (words, index of the "[cue]" word or None)."""
     body = _fill(rng, _choice(rng, templates))
     prefix = _fill(rng, _choice(rng, _PREFIXES))
     suffix = _fill(rng, _choice(rng, _SUFFIXES))
@@ -293,9 +293,10 @@ def _word_spans(rng: np.random.Generator, words: list[str]) -> np.ndarray:
 
 
 def _frame_segment(span: np.ndarray, num_frames: int) -> tuple[int, int]:
-    """Frames [start, end) covered by a word spanning clip-relative times `span` (at least one)."""
-    start = min(int(np.floor(span[0] * num_frames)), num_frames - 1)
-    end = max(int(np.ceil(span[1] * num_frames)), start + 1)
+    """Frames [start, end) of a word spanning clip-relative times `span`: boundaries rounded to the
+    nearest frame, so neighbouring words do not share frames; at least one frame."""
+    start = min(int(round(span[0] * num_frames)), num_frames - 1)
+    end = max(int(round(span[1] * num_frames)), start + 1)
     return start, min(end, num_frames)
 
 
@@ -350,14 +351,15 @@ def _sample_clip(rng: np.random.Generator, label: str, benchmark: str, text_nois
     }
     spans = _word_spans(rng, words)
 
-    # Drawn for every clip so the random stream does not depend on the label mix or the signal.
+    # Drawn for every clip, whatever its label: the random stream never depends on the signal.
     put_distractor = rng.random() < distractor_rate
     other_word = int(rng.integers(len(words) - 1)) if len(words) > 1 else None
     distractor_word_index = None
     if pair_index is not None and label == NONVERBAL_PAIRS[pair_index].plain and put_distractor and other_word is not None:
         distractor_word_index = other_word + (other_word >= cue_word_index)  # any word but the cue word
-    return _Clip(label, words, num_frames, spans, pair_index if pair_index is not None else None,
-                 cue_word_index if pair_index is not None else None, distractor_word_index)
+    if pair_index is None:
+        cue_word_index = None
+    return _Clip(label, words, num_frames, spans, pair_index, cue_word_index, distractor_word_index)
 
 
 def _clip_features(rng: np.random.Generator, clip: _Clip, modality: str, clip_offset_std: float,
@@ -447,6 +449,8 @@ def write_synthetic_release(
         distractor_rate: probability that a plain clip of a pair carries the cue on another word.
         text_noise: probability that a non-paired example uses a generic, ambiguous sentence.
         clip_offset_std: std of the per-clip feature offset, in noise standard deviations.
+
+    `synthetic_metadata.json` is written last: its presence means the release is complete.
     """
     if benchmark not in _OFFICIAL_SIZES:
         raise ValueError(f"benchmark must be 'MIntRec' or 'MIntRec2.0', got {benchmark!r}")
@@ -537,6 +541,8 @@ def write_synthetic_release(
                 }
 
     release_dir.mkdir(parents=True, exist_ok=True)
+    # The metadata file marks a complete release: drop an earlier one before overwriting its files.
+    (release_dir / "synthetic_metadata.json").unlink(missing_ok=True)
     if is_mintrec2:
         header = ["Dialogue_id", "Utterance_id", "Text", "Label", "Start_timestamp", "End_timestamp",
                   "Source", "speakername"]
