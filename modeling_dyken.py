@@ -56,6 +56,13 @@ def resolve_text_model_path(name_or_path: str) -> str:
     return str(Path(package.get_model_path()))
 
 
+def initialized_as(scheme: str, layer: nn.Linear) -> nn.Linear:
+    """Tag a layer for `DyKenPreTrainedModel._init_weights`, which otherwise gives every Linear BERT's N(0, 0.02):
+    `"pytorch"` (nn.Linear's default, as safari's Hyena) or `"xavier"` (as fairseq's DynamicConv kernel layer)."""
+    layer.init_scheme = scheme
+    return layer
+
+
 @dataclass
 class DyKenModelOutput(ModelOutput):
     r"""
@@ -255,9 +262,11 @@ class KernelGenerator(nn.Module):
         widths = [config.cross_attention_hidden_size]
         widths += [config.kernel_generator_hidden_size] * (config.kernel_generator_layers - 1)
         layers = []
+        # Kernel logits of order 1, so the softmax kernels start distinct per token; with N(0, 0.02) every kernel
+        # would start at [1/Ks, ..., 1/Ks] whatever the context.
         for width_in, width_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.GELU()]
-        layers.append(nn.Linear(widths[-1], self.num_heads * self.kernel_size))
+            layers += [initialized_as("xavier", nn.Linear(width_in, width_out)), nn.GELU()]
+        layers.append(initialized_as("xavier", nn.Linear(widths[-1], self.num_heads * self.kernel_size)))
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, context, text_mask):
@@ -356,11 +365,12 @@ class ImplicitLongFilter(nn.Module):
         self.max_length = max_length
         self.bidirectional = bidirectional
         directions = 2 if bidirectional else 1
+        # safari keeps nn.Linear's default init here: with N(0, 0.02) the sine MLP would emit a near-zero filter.
         self.mlp = nn.Sequential(
-            nn.Linear(embedding_dim, order), Sin(order, frequency),
-            nn.Linear(order, order), Sin(order, frequency),
-            nn.Linear(order, order), Sin(order, frequency),
-            nn.Linear(order, channels * directions, bias=False),
+            initialized_as("pytorch", nn.Linear(embedding_dim, order)), Sin(order, frequency),
+            initialized_as("pytorch", nn.Linear(order, order)), Sin(order, frequency),
+            initialized_as("pytorch", nn.Linear(order, order)), Sin(order, frequency),
+            initialized_as("pytorch", nn.Linear(order, channels * directions, bias=False)),
         )
 
     def positional_features(self, length: int, device):
@@ -402,8 +412,12 @@ class HyenaModulation(nn.Module):
         self.use_long_conv = config.use_long_conv
         self.short_conv = DYNAMIC_CONVOLUTIONS[config.dynamic_conv_implementation]
         self.long_conv = LONG_CONVOLUTIONS[config.long_conv_implementation]
-        self.in_proj = nn.Linear(config.hidden_size, config.hyena_channels)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        # Pre-norm, as in Hyena's residual blocks: pretrained embeddings are small (|e| ~ 0.5 per unit for MiniLM)
+        # and the operator multiplies three projections of them, so without it the modulation starts ~1e-3 of |e|.
+        self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
+        # safari's init: a product of three N(0, 0.02) projections would start far below the embedding's scale.
+        self.in_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hyena_channels))
+        self.out_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hidden_size))
         if not config.use_dynamic_short_conv:  # ablation: Hyena's own static depthwise short filter
             self.static_short_kernels = nn.Parameter(torch.zeros(config.hyena_channels, config.short_kernel_size))
         if config.use_long_conv:
@@ -421,7 +435,7 @@ class HyenaModulation(nn.Module):
         # embeddings (B, L, d), text_mask (B, L), kernels (B, L, H, Ks) -> (B, L, d)
         batch_size, length, _ = embeddings.shape
         keep = text_mask[..., None].to(embeddings.dtype)  # (B, L, 1)
-        streams = self.in_proj(embeddings) * keep  # (B, L, C); in_proj's bias must not leak from padding
+        streams = self.in_proj(self.input_norm(embeddings)) * keep  # (B, L, C); in_proj's bias must not leak from padding
         streams = self.short_conv(streams, kernels.to(streams.dtype)) * keep
         *gates, value = streams.split(self.hidden_size, dim=-1)  # x0 .. x_{N-1}, v: each (B, L, d)
         if self.use_long_conv:
@@ -538,20 +552,21 @@ class DyKenPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
+        if getattr(module, "init_scheme", None) == "pytorch":
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))  # nn.Linear's own default
+            if module.bias is not None:
+                init.uniform_(module.bias, -1 / math.sqrt(module.in_features), 1 / math.sqrt(module.in_features))
+            return
+        if getattr(module, "init_scheme", None) == "xavier":
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias)
+            return
         super()._init_weights(module)  # Linear/Embedding ~ N(0, 0.02), LayerNorm = identity, LSTM xavier
         if isinstance(module, CrossModalAttention):
             init.normal_(module.null_key, std=0.02)
             init.normal_(module.null_value, std=0.02)
-        elif isinstance(module, ImplicitLongFilter):
-            # safari keeps PyTorch's default init here: with N(0, 0.02) the sine MLP would emit a near-zero filter.
-            for layer in module.mlp:
-                if isinstance(layer, nn.Linear):
-                    init.kaiming_uniform_(layer.weight, a=math.sqrt(5))
-                    if layer.bias is not None:
-                        bound = 1 / math.sqrt(layer.in_features)
-                        init.uniform_(layer.bias, -bound, bound)
-                elif isinstance(layer, Sin):
-                    init.constant_(layer.frequency, layer.initial_frequency)
+        elif isinstance(module, Sin):
+            init.constant_(module.frequency, module.initial_frequency)
         elif isinstance(module, HyenaModulation):
             if hasattr(module, "long_skip"):
                 init.normal_(module.long_skip, std=1.0)  # safari: D ~ randn
