@@ -47,6 +47,11 @@ class DyKenConfig(PretrainedConfig):
             Longest audio sequence; only the conv1d alignment depends on it (480 MIntRec, 400 MIntRec2.0).
         max_video_length (`int`, defaults to 230):
             Longest video sequence; only the conv1d alignment depends on it (230 MIntRec, 180 MIntRec2.0).
+        normalize_nonverbal_features (`bool`, defaults to `False`):
+            Subtract each utterance's mean frame (over its real frames) from its audio and video features before the
+            fusion, as cepstral mean normalisation does for speech: it removes speaker- and recording-level offsets,
+            which otherwise let a model tell training clips apart by their offset instead of by what changes within
+            them. Off by default, as in the official MIntRec code; applies to every fusion.
         alignment_lstm_layers (`int`, defaults to 2):
             Depth of the LSTM of the CTC alignment (2 in the official code).
         cross_attention_hidden_size (`int`, defaults to 256):
@@ -123,6 +128,7 @@ class DyKenConfig(PretrainedConfig):
     max_text_length: int = 50
     max_audio_length: int = 480
     max_video_length: int = 230
+    normalize_nonverbal_features: bool = False
     alignment_lstm_layers: int = 2
     cross_attention_hidden_size: int = 256
     cross_attention_heads: int = 8

@@ -575,6 +575,13 @@ class DyKenPreTrainedModel(PreTrainedModel):
                 init.uniform_(module.static_short_kernels, -bound, bound)
 
 
+def _subtract_utterance_mean(features, mask):
+    """features (B, T, D) minus each utterance's mean over its real frames; padded frames stay zero."""
+    keep = mask[..., None].to(features.dtype)  # (B, T, 1)
+    mean = (features * keep).sum(1, keepdim=True) / keep.sum(1, keepdim=True).clamp(min=1)
+    return (features - mean) * keep
+
+
 def _is_prefix_mask(mask):
     """True per row when the valid steps come first and the padding after them (how the official code pads)."""
     steps = torch.arange(mask.shape[1], device=mask.device)
@@ -686,6 +693,9 @@ class DyKenModel(DyKenPreTrainedModel):
         video, video_mask = self._nonverbal_inputs(
             "video", video_features, video_attention_mask, self.config.video_feature_dim, batch_size, embeddings
         )
+        if self.config.normalize_nonverbal_features:
+            audio = _subtract_utterance_mean(audio, audio_mask)
+            video = _subtract_utterance_mean(video, video_mask)
         if self.config.alignment == "conv1d" and self.config.fusion != "text":
             for name, frames, limit in (
                 ("audio", audio, self.config.max_audio_length), ("video", video, self.config.max_video_length)

@@ -326,13 +326,22 @@ class _Clip:
         return " ".join(self.words)
 
 
+def _canonical_sentence(rng: np.random.Generator, templates) -> tuple[list[str], int]:
+    """One of the templates with every slot filled by its first option and no prefix or tail: a small, fixed set
+    of sentences, each of which occurs with both intents of a pair."""
+    words = _SLOT_PATTERN.sub(lambda match: _SLOTS[match.group(1)][0], _choice(rng, templates)).split()
+    cue_index = next(i for i, word in enumerate(words) if "[" in word)
+    return [word.replace("[", "").replace("]", "") for word in words], cue_index
+
+
 def _sample_clip(rng: np.random.Generator, label: str, benchmark: str, text_noise: float,
-                 distractor_rate: float, length_scale: float) -> _Clip:
+                 distractor_rate: float, length_scale: float, vary_pair_sentences: bool = True) -> _Clip:
     pair_index = next((i for i, pair in enumerate(NONVERBAL_PAIRS) if label in (pair.plain, pair.cued)), None)
     use_generic = rng.random() < text_noise
     if pair_index is not None:
         pair = NONVERBAL_PAIRS[pair_index]
-        words, cue_word_index = _sample_sentence(rng, _PAIR_TEMPLATES[pair.plain, pair.cued])
+        templates = _PAIR_TEMPLATES[pair.plain, pair.cued]
+        words, cue_word_index = (_sample_sentence if vary_pair_sentences else _canonical_sentence)(rng, templates)
     elif label == MINTREC2_OOS_LABEL:
         words, cue_word_index = _sample_sentence(rng, _OUT_OF_SCOPE_TEMPLATES)
     else:
@@ -429,6 +438,7 @@ def write_synthetic_release(
     distractor_rate: float = 0.5,
     text_noise: float = 0.1,
     clip_offset_std: float = 1.0,
+    vary_pair_sentences: bool = True,
 ) -> Path:
     """Writes a synthetic release in the official layout into `out_dir` and returns `Path(out_dir)`.
 
@@ -449,6 +459,10 @@ def write_synthetic_release(
         distractor_rate: probability that a plain clip of a pair carries the cue on another word.
         text_noise: probability that a non-paired example uses a generic, ambiguous sentence.
         clip_offset_std: std of the per-clip feature offset, in noise standard deviations.
+        vary_pair_sentences: True fills the pair templates' slots at random and adds random prefixes and tails,
+            so nearly every paired utterance is a new sentence; False uses 6 fixed sentences per pair, each
+            occurring with both intents. With few training clips a model can memorise varied sentences
+            (and fit the training labels without the cue); fixed ones leave the cue as the only way to fit.
 
     `synthetic_metadata.json` is written last: its presence means the release is complete.
     """
@@ -469,7 +483,8 @@ def write_synthetic_release(
     params = dict(benchmark=benchmark, sizes=sizes, ood_sizes=ood_sizes, seed=seed,
                   nonverbal_signal=nonverbal_signal, length_scale=length_scale,
                   distractor_rate=distractor_rate, text_noise=text_noise,
-                  clip_offset_std=clip_offset_std, generator_version=GENERATOR_VERSION)
+                  clip_offset_std=clip_offset_std, vary_pair_sentences=vary_pair_sentences,
+                  generator_version=GENERATOR_VERSION)
 
     directions = _cue_directions()
     root_seed = np.random.SeedSequence(seed)
@@ -494,7 +509,7 @@ def write_synthetic_release(
             split_labels = [split_labels[i] for i in text_rng.permutation(len(split_labels))]
         utterance_id, dialogue_size, clock = -1, 0, 0.0  # no dialogue spans two splits
         for label in split_labels:
-            clip = _sample_clip(text_rng, label, benchmark, text_noise, distractor_rate, length_scale)
+            clip = _sample_clip(text_rng, label, benchmark, text_noise, distractor_rate, length_scale, vary_pair_sentences)
             audio, cue_audio = _clip_features(feature_rng, clip, "audio", clip_offset_std, nonverbal_signal, directions)
             video, cue_video = _clip_features(feature_rng, clip, "video", clip_offset_std, nonverbal_signal, directions)
             scope = "ood" if label == MINTREC2_OOS_LABEL else "in"

@@ -100,6 +100,7 @@ def test_config_round_trips_through_json(tmp_path):
         dict(fusion="dyken", alignment="conv1d", long_conv_implementation="direct", hyena_order=3),
         dict(fusion="dyken", alignment="none", hyena_bidirectional=False, short_kernel_size=5),
         dict(fusion="dyken", use_dynamic_short_conv=False),
+        dict(fusion="dyken", alignment="ctc", normalize_nonverbal_features=True),
         dict(fusion="mag", alignment="ctc"),
         dict(fusion="mag", alignment="avg_pool"),
         dict(fusion="text"),
@@ -135,6 +136,22 @@ def test_missing_modality_equals_fully_masked_modality_and_is_documented():
     torch.testing.assert_close(without_audio, masked_audio, atol=1e-5, rtol=0)
     assert torch.isfinite(text_only).all()
     assert "Missing modalities" in DyKenModel.__doc__
+
+
+def test_utterance_mean_normalisation_removes_a_per_clip_offset_and_nothing_else():
+    model = build(alignment="none", normalize_nonverbal_features=True)
+    batch = make_batch(batch_size=2)
+    batch["audio_attention_mask"][1, 30:] = 0
+    shifted = dict(
+        batch,
+        audio_features=batch["audio_features"] + 3 * torch.randn(2, 1, AUDIO_DIM),
+        video_features=batch["video_features"] + 3 * torch.randn(2, 1, VIDEO_DIM),
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(model(**shifted).logits, model(**batch).logits, atol=1e-5, rtol=0)
+    before = kernels_of(model, batch)
+    batch["audio_features"][:, 5] += 3.0  # a change within the clip still counts
+    assert (kernels_of(model, batch) - before).abs().max() > 1e-4
 
 
 # ----------------------------------------------------------------------------------------------- kernels
