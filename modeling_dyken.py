@@ -224,7 +224,9 @@ class CrossModalAttention(nn.Module):
 
 
 class MultimodalContext(nn.Module):
-    """One context vector per token: the token itself plus what it found in the audio and in the video."""
+    """One context vector per token: what the token found in the audio and in the video (the paper's "multimodal
+    context"). The token itself is only the query: added to the context it would dominate the LayerNorm, and the
+    generated kernels would follow the words instead of the non-verbal cues."""
 
     def __init__(self, config: DyKenConfig):
         super().__init__()
@@ -232,12 +234,11 @@ class MultimodalContext(nn.Module):
         args = (config.hidden_size, hidden, config.cross_attention_heads, config.cross_attention_dropout)
         self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args[1:])
         self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args[1:])
-        self.text_projection = nn.Linear(config.hidden_size, hidden)
         self.output_projection = nn.Linear(2 * hidden, hidden)
         self.layer_norm = nn.LayerNorm(hidden)
 
     def forward(self, text, text_mask, audio, audio_mask, audio_position_mask, video, video_mask, video_position_mask):
-        dim = self.text_projection.out_features
+        dim = self.output_projection.out_features
         text_position = relative_position_encoding(text_mask, dim).to(text.dtype)
         audio_context = self.audio_attention(
             text, text_position, audio, audio_mask, relative_position_encoding(audio_position_mask, dim).to(text.dtype)
@@ -246,7 +247,7 @@ class MultimodalContext(nn.Module):
             text, text_position, video, video_mask, relative_position_encoding(video_position_mask, dim).to(text.dtype)
         )
         nonverbal = self.output_projection(torch.cat([audio_context, video_context], dim=-1))
-        return self.layer_norm(self.text_projection(text) + nonverbal)  # (B, L, c)
+        return self.layer_norm(nonverbal)  # (B, L, c)
 
 
 class KernelGenerator(nn.Module):
