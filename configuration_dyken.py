@@ -75,7 +75,7 @@ class DyKenConfig(PretrainedConfig):
             `"softmax"` normalises each generated kernel over its taps (Wu et al. 2019); `"none"` leaves it raw.
         kernel_dropout (`float`, defaults to 0.0):
             DropConnect on the generated kernel weights during training.
-        dynamic_conv_implementation (`str`, defaults to `"unfold"`):
+        dynamic_conv_implementation (`str`, defaults to `"band"`):
             `"unfold"` (a strided view of the padded input times the kernels) or `"band"` (a band matrix per head).
             Both compute the same function; `benchmarks/bench_model.py` records which is faster.
         use_dynamic_short_conv (`bool`, defaults to `True`):
@@ -139,7 +139,7 @@ class DyKenConfig(PretrainedConfig):
     short_kernel_size: int = 3
     kernel_normalization: str = "softmax"
     kernel_dropout: float = 0.0
-    dynamic_conv_implementation: str = "unfold"
+    dynamic_conv_implementation: str = "band"
     use_dynamic_short_conv: bool = True
     use_long_conv: bool = True
     use_gating: bool = True

@@ -5,15 +5,15 @@
 
 Part 1 measures each candidate implementation of the two convolutions at the benchmarks' shapes (that is how
 the defaults `dynamic_conv_implementation` and `long_conv_implementation` were chosen). Part 2 times a whole
-step at the MIntRec and MIntRec2.0 shapes with a bert-base-sized encoder for every fusion, each in a fresh
-process so the peak memory of one configuration is not hidden by another's, and reports ratios to text-only.
+step at the MIntRec and MIntRec2.0 shapes with a bert-base-sized encoder for every fusion, round-robin, and
+reports the median as a ratio to text-only, with the activation memory each step keeps for its backward pass
+(and the peak step memory on GPU).
 """
 
 import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -101,8 +101,8 @@ def bench_convolutions(device, dtype, repeats):
     return rows
 
 
-def bench_step(benchmark, fusion, device, dtype, repeats):
-    """One configuration, meant to run in its own process: median fwd+bwd ms and peak memory over the baseline."""
+def build_step(benchmark, fusion, device, dtype):
+    """A model and batch at the benchmark's shapes; returns (one fwd+bwd step, its saved-activation MiB)."""
     shape = SHAPES[benchmark]
     torch.manual_seed(0)
     config = DyKenConfig(
@@ -125,14 +125,32 @@ def bench_step(benchmark, fusion, device, dtype, repeats):
         forward().backward()
         model.zero_grad(set_to_none=True)
 
-    row = dict(benchmark=benchmark, fusion=fusion, saved_activations_mb=saved_activations_mb(model, forward))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    row["ms"] = timed(step, device, repeats)
-    if device.type == "cuda":
-        row["peak_memory_mb"] = (torch.cuda.max_memory_allocated() - baseline) / 2**20
-    return row
+    return step, saved_activations_mb(model, forward)
+
+
+def bench_steps(benchmark, device, dtype, repeats):
+    """Every fusion at one benchmark's shapes, timed round-robin (fusion by fusion within each repeat), so a busy
+    machine slows all of them alike and the ratios to text-only stay meaningful."""
+    steps = {fusion: build_step(benchmark, fusion, device, dtype) for fusion in FUSIONS}
+    times = {fusion: [] for fusion in FUSIONS}
+    peaks = {}
+    for fusion, (step, _) in steps.items():
+        step()  # warm-up: allocator, kernels, gradients
+    for _ in range(repeats):
+        for fusion, (step, _) in steps.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+                baseline = torch.cuda.memory_allocated()
+            times[fusion].append(timed(step, device, repeats=1, warmup=0))
+            if device.type == "cuda":
+                peaks[fusion] = (torch.cuda.max_memory_allocated() - baseline) / 2**20
+    rows = []
+    for fusion, (_, saved) in steps.items():
+        row = dict(benchmark=benchmark, fusion=fusion, ms=statistics.median(times[fusion]), saved_activations_mb=saved)
+        if fusion in peaks:
+            row["peak_memory_mb"] = peaks[fusion]
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -140,26 +158,15 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--single", nargs=2, metavar=("BENCHMARK", "FUSION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-
-    if args.single:  # child process: one configuration
-        print(json.dumps(bench_step(*args.single, device, dtype, args.repeats)))
-        return
 
     convolutions = bench_convolutions(device, dtype, repeats=20)
     steps = []
     for benchmark in SHAPES:
-        for fusion in FUSIONS:
-            child = subprocess.run(
-                [sys.executable, __file__, "--device", args.device, "--dtype", args.dtype,
-                 "--repeats", str(args.repeats), "--single", benchmark, fusion],
-                capture_output=True, text=True, check=True,
-            )
-            row = json.loads(child.stdout.strip().splitlines()[-1])
-            print(row, flush=True)
-            steps.append(row)
+        rows = bench_steps(benchmark, device, dtype, args.repeats)
+        print(rows, flush=True)
+        steps += rows
     for row in steps:
         text = next(r for r in steps if r["benchmark"] == row["benchmark"] and r["fusion"] == "text")
         row["time_vs_text"] = row["ms"] / text["ms"]

@@ -1,0 +1,334 @@
+"""End-to-end tests of train_accelerate.py on tiny synthetic releases (official layout) with a tiny random BERT.
+
+The trainer runs as users run it (`python train_accelerate.py ...`, `accelerate launch ...`) in subprocesses with
+HF_HUB_OFFLINE=1; the Hub upload runs in-process, against the stand-in Hub of test_hub.py. Tiny sizes keep each run
+to a few seconds: what is tested is the plumbing (data, checkpoints, gathering, saving, reports), not accuracy.
+"""
+
+import hashlib
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import httpx2
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import constants
+from huggingface_hub.utils import _http
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from datasets_scripts import load_mintrec
+from datasets_scripts.synthetic import NONVERBAL_INTENTS, write_synthetic_release
+from modeling_dyken import DyKenForSequenceClassification, resolve_text_model_path
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "train_accelerate.py"
+sys.path.insert(0, str(REPO_ROOT))
+import train_accelerate  # noqa: E402
+
+CLOSED_SET_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted")
+OPEN_SET_METRICS = ("f1_is", "f1_oos", "open_accuracy", "open_f1_macro", "auroc", "fpr95")
+SIZES = dict(num_train=40, num_dev=21, num_test=23)  # odd dev/test sizes: two processes must not duplicate rows
+CHECKPOINT_LIMIT = 2
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    # A tiny random BERT with the MiniLM tokenizer: any BERT-family folder works as --text_model.
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(root / "tiny-bert")
+    tokenizer.save_pretrained(root / "tiny-bert")
+    mintrec = write_synthetic_release(root / "mintrec", "MIntRec", length_scale=0.1, **SIZES)
+    mintrec2 = write_synthetic_release(
+        root / "mintrec2", "MIntRec2.0", num_train=60, num_dev=30, num_test=30,
+        num_ood_train=16, num_ood_dev=8, num_ood_test=12, length_scale=0.1,
+    )
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_CACHE": str(root / "hf-datasets"),
+        "OMP_NUM_THREADS": "1",  # tiny models: threads only add overhead, and 2 processes share 2 cores
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    env.pop("ACCELERATE_USE_CPU", None)
+    return SimpleNamespace(root=root, tiny_bert=root / "tiny-bert", mintrec=mintrec, mintrec2=mintrec2, env=env)
+
+
+def tiny_args(assets, output_dir, *extra):
+    return [
+        "--dataset", "synthetic", "--data_dir", str(assets.mintrec), "--text_model", str(assets.tiny_bert),
+        "--output_dir", str(output_dir), "--learning_rate", "1e-3", "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "8", "--logging_steps", "2", "--report_to", "none", *extra,
+    ]
+
+
+# The run the kill-and-resume test must reproduce; also the end-to-end run.
+REFERENCE = ("--fusion", "dyken", "text", "--seeds", "0", "1", "--num_train_epochs", "3", "--checkpointing_steps", "4",
+             "--checkpoints_total_limit", str(CHECKPOINT_LIMIT))
+
+
+def run_script(arguments, env, launcher=(sys.executable,), cwd=None, timeout=300):
+    process = subprocess.run(
+        [*launcher, str(SCRIPT), *arguments], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert process.returncode == 0, f"training failed:\n{process.stdout[-3000:]}\n{process.stderr[-6000:]}"
+    return process
+
+
+@pytest.fixture(scope="module")
+def reference_run(assets):
+    output_dir = assets.root / "reference"
+    run_script(tiny_args(assets, output_dir, *REFERENCE), assets.env)
+    return output_dir
+
+
+def assert_fraction(value, where):
+    assert isinstance(value, float) and 0.0 <= value <= 1.0, f"{where} = {value!r} is not a fraction in [0, 1]"
+
+
+def assert_results_schema(results, fusions, seeds, open_set=False):
+    assert set(results) == {"runs", "summary"}
+    assert [(run["fusion"], run["seed"]) for run in results["runs"]] == [(f, s) for f in fusions for s in seeds]
+    metrics = CLOSED_SET_METRICS + (OPEN_SET_METRICS if open_set else ())
+    for run in results["runs"]:
+        for split in ("validation", "test"):
+            for metric in (metrics if split == "test" else CLOSED_SET_METRICS):
+                assert_fraction(run[split][metric], f"{run['fusion']}/{run['seed']} {split} {metric}")
+        for name, value in run["test_per_class_f1"].items():
+            assert_fraction(value, f"test F1 of {name}")
+    assert list(results["summary"]) == list(fusions)
+    for fusion, summary in results["summary"].items():
+        for metric in metrics:
+            values = [run["test"][metric] for run in results["runs"] if run["fusion"] == fusion]
+            assert summary[metric]["mean"] == pytest.approx(np.mean(values))
+            assert summary[metric]["std"] == pytest.approx(np.std(values, ddof=1) if len(values) > 1 else 0.0)
+
+
+def test_help_documents_every_option():
+    help_text = train_accelerate.build_parser().format_help()
+    for option in (
+        "--config", "--preset", "--dataset", "--data_dir", "--text_model", "--output_dir", "--num_train_epochs",
+        "--max_train_steps", "--fusion", "--seeds", "--resume_from_checkpoint", "--push_to_hub", "--hub_model_id",
+        "--hub_private_repo", "--hub_token", "--checkpointing_steps", "--checkpoints_total_limit",
+        "--gradient_accumulation_steps", "--mixed_precision", "--alignment", "--short_kernel_size",
+        "--use_dynamic_short_conv", "--outlier_exposure_weight", "--fusion_learning_rate",
+    ):
+        assert option in help_text
+    parser = train_accelerate.build_parser()
+    undocumented = [a.dest for a in parser._actions if a.option_strings and not (a.help or "").strip()]
+    assert undocumented == []
+
+
+def test_options_from_a_file_with_preset_and_command_line_overrides(tmp_path):
+    options = tmp_path / "options.yaml"
+    options.write_text(
+        "preset: mintrec\nfusion: [dyken, mag]\nseeds: [1, 2]\nlearning_rate: 2e-5\nuse_long_conv: false\n"
+        "model_config_overrides: {kernel_heads: 6}\n"
+    )
+    args = train_accelerate.parse_args(["--config", str(options), "--seeds", "3", "--num_train_epochs", "5"])
+    assert args.fusion == ["dyken", "mag"] and args.seeds == [3]  # the flag beats the file
+    assert args.learning_rate == 2e-5 and args.use_long_conv is False  # YAML's "2e-5" string converted by argparse
+    assert args.model_config_overrides == {"kernel_heads": 6}
+    assert (args.per_device_train_batch_size, args.early_stopping_patience, args.metric_for_best_model) == (16, 8, "f1_macro")
+    assert args.num_train_epochs == 5  # the preset says 100, the command line wins
+    assert train_accelerate.parse_args(["--preset", "mintrec2"]).metric_for_best_model == "accuracy"
+
+    options.write_text("fusions: [dyken]\n")
+    with pytest.raises(ValueError, match=r"options.yaml: unknown option 'fusions'"):
+        train_accelerate.parse_args(["--config", str(options)])
+
+
+def test_single_process_run_trains_evaluates_and_saves(assets, reference_run, tmp_path):
+    results = json.loads((reference_run / "results.json").read_text())
+    assert_results_schema(results, ["dyken", "text"], [0, 1])
+    for run in results["runs"]:
+        assert run["num_examples"] == {"validation": SIZES["num_dev"], "test": SIZES["num_test"]}
+        assert run["completed_steps"] == 3 * math.ceil(SIZES["num_train"] / 4)
+        assert set(run["test_nonverbal"]["intents"]) == set(NONVERBAL_INTENTS)
+    markdown = (reference_run / "results.md").read_text()
+    assert "| Method | ACC | F1 | P | R | WF1 | WP |" in markdown and "DyKen-Hyena" in markdown and "Taunt" in markdown
+    for plot in ("training_curves.png", "confusion_matrix_dyken.png", "confusion_matrix_text.png", "dynamic_kernels_dyken.png"):
+        assert (reference_run / "plots" / plot).stat().st_size > 10_000, plot
+    log_lines = [json.loads(line) for line in (reference_run / "logs" / "train_log.jsonl").read_text().splitlines()]
+    assert any("dyken/seed_0/train_loss" in line for line in log_lines)
+    # Finished runs keep no training-state checkpoints (--keep_checkpoints not given).
+    assert not list(reference_run.glob("*/seed_*/checkpoints"))
+
+    # The saved checkpoint is the best seed's best weights: it reproduces that run's test accuracy.
+    best = reference_run / "dyken" / "best_checkpoint"
+    training_args = json.loads((best / "training_args.json").read_text())
+    dyken_runs = [run for run in results["runs"] if run["fusion"] == "dyken"]
+    best_run = max(dyken_runs, key=lambda run: run["validation"]["f1_macro"])
+    assert training_args["seed"] == best_run["seed"] and training_args["fusion"] == "dyken"
+    model = DyKenForSequenceClassification.from_pretrained(best).eval()
+    initial = BertModel.from_pretrained(assets.tiny_bert).state_dict()
+    trained = model.dyken.text_model.state_dict()
+    assert any(not torch.equal(trained[name], initial[name]) for name in initial), "the encoder was not trained"
+    processor = train_accelerate.DyKenProcessor.from_pretrained(best)
+    test = load_mintrec(assets.mintrec, cache_dir=str(assets.root / "hf-datasets"))["test"].with_format("numpy")
+    batch = processor.collate([test[i] for i in range(len(test))])
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        accuracy = (model(**batch).logits.argmax(-1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(best_run["test"]["accuracy"])
+    assert "model-index" in (best / "README.md").read_text()
+
+    # A user's environment: another folder, offline, Auto classes through the code files saved with the weights.
+    code = (
+        "import json, sys, numpy as np\n"
+        "from transformers import AutoModelForSequenceClassification, AutoProcessor\n"
+        "model = AutoModelForSequenceClassification.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)\n"
+        "batch = processor(text=['oh, great job.'], audio_features=[np.ones((7, 768))], video_features=[np.ones((3, 256))])\n"
+        "print(json.dumps({'class': type(model).__name__, 'module': type(model).__module__,\n"
+        "                  'shape': list(model(**batch).logits.shape), 'labels': len(model.config.id2label)}))\n"
+    )
+    env = {key: value for key, value in assets.env.items() if key != "PYTHONPATH"}
+    loaded = subprocess.run([sys.executable, "-c", code, str(best)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    info = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert info["class"] == "DyKenForSequenceClassification" and info["module"].startswith("transformers_modules")
+    assert info["shape"] == [1, 20] and info["labels"] == 20
+
+
+def test_killed_run_resumes_to_the_same_results(assets, reference_run):
+    output_dir = assets.root / "killed"
+    first_checkpoint = output_dir / "dyken" / "seed_0" / "checkpoints" / "checkpoint-4" / "checkpoint_complete.json"
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *tiny_args(assets, output_dir, *REFERENCE)], env=assets.env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 240
+    while not first_checkpoint.is_file() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # mid-epoch: 10 batches per epoch, a checkpoint every 4 steps
+    _, stderr = process.communicate()
+    assert first_checkpoint.is_file(), f"no checkpoint was written before the kill:\n{stderr[-3000:]}"
+    assert not (output_dir / "results.json").exists(), "the run finished before it could be killed"
+    for checkpoints in output_dir.glob("*/seed_*/checkpoints"):
+        assert len(train_accelerate.complete_checkpoints(checkpoints)) <= CHECKPOINT_LIMIT
+
+    # Debris a crash can leave: a half-written staging folder and a checkpoint folder without its marker.
+    checkpoints = output_dir / "dyken" / "seed_0" / "checkpoints"
+    (checkpoints / ".staging-checkpoint-996").mkdir(parents=True, exist_ok=True)
+    (checkpoints / "checkpoint-999").mkdir(parents=True, exist_ok=True)
+    (checkpoints / "checkpoint-999" / "model.safetensors").write_bytes(b"truncated")
+
+    run_script(tiny_args(assets, output_dir, *REFERENCE, "--resume_from_checkpoint", "latest"), assets.env)
+    resumed = json.loads((output_dir / "results.json").read_text())
+    expected = json.loads((reference_run / "results.json").read_text())
+    for got, want in zip(resumed["runs"], expected["runs"], strict=True):
+        for key in ("fusion", "seed", "best_epoch", "completed_steps", "num_examples"):
+            assert got[key] == want[key], key
+        for key in ("validation", "test", "test_per_class_f1"):
+            assert got[key] == pytest.approx(want[key], abs=1e-9), key
+    for run_dir in ("dyken/seed_0", "dyken/seed_1", "text/seed_0", "text/seed_1"):
+        got = json.loads((output_dir / run_dir / "run_result.json").read_text())["details"]
+        want = json.loads((reference_run / run_dir / "run_result.json").read_text())["details"]
+        # The training trajectory itself (dropout masks, data order, optimizer state) is the same.
+        assert [h["train_loss"] for h in got["history"]] == pytest.approx([h["train_loss"] for h in want["history"]], rel=1e-6)
+        assert np.array(got["loss_log"]) == pytest.approx(np.array(want["loss_log"]), rel=1e-6)
+
+
+def test_two_processes_gather_without_duplicates(assets):
+    output_dir = assets.root / "two_processes"
+    env = {**assets.env, "ACCELERATE_USE_CPU": "1"}
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--dynamo_backend", "no", "--main_process_port", "29517")
+    arguments = tiny_args(assets, output_dir, "--fusion", "dyken", "mag", "--max_train_steps", "4",
+                          "--gradient_accumulation_steps", "2", "--checkpointing_steps", "2")
+    process = run_script(arguments, env, launcher=launcher)
+    assert "Num processes: 2" in process.stderr
+    results = json.loads((output_dir / "results.json").read_text())
+    assert_results_schema(results, ["dyken", "mag"], [0])
+    for run in results["runs"]:
+        assert run["num_examples"] == {"validation": SIZES["num_dev"], "test": SIZES["num_test"]}
+        assert run["completed_steps"] == 4
+    for fusion in ("dyken", "mag"):
+        assert (output_dir / fusion / "best_checkpoint" / "model.safetensors").is_file()
+    history = json.loads((output_dir / "dyken" / "seed_0" / "run_result.json").read_text())["details"]["history"]
+    assert len(history) == 2  # 20 rows per process = 5 batches = 3 optimizer steps per epoch: 4 steps end in epoch 2
+    log = (output_dir / "logs" / "train_log.jsonl").read_text()
+    assert log.count('"dyken/seed_0/train_loss_epoch"') == len(history)  # only the main process logs
+
+
+def test_open_set_run_reports_out_of_scope_metrics(assets):
+    output_dir = assets.root / "open_set"
+    arguments = tiny_args(
+        assets, output_dir, "--preset", "mintrec2", "--fusion", "dyken", "mag", "--max_train_steps", "6",
+        "--outlier_exposure_weight", "0.5", "--checkpointing_steps", "no",
+    )
+    arguments[arguments.index("--data_dir") + 1] = str(assets.mintrec2)
+    run_script(arguments, assets.env)
+    results = json.loads((output_dir / "results.json").read_text())
+    assert_results_schema(results, ["dyken", "mag"], [0], open_set=True)
+    for run in results["runs"]:
+        assert run["num_examples"]["test"] == 30 + 12  # in-scope test + out-of-scope test
+        assert run["num_examples"]["train"] == 60  # DOC thresholds come from the training logits
+        assert len(run["test_per_class_f1"]) == 30
+    assert "F1-OOS" in (output_dir / "results.md").read_text()
+    config = json.loads((output_dir / "dyken" / "best_checkpoint" / "config.json").read_text())
+    assert len(config["id2label"]) == 30 and "UNK" not in config["label2id"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --push_to_hub, in-process, against the stand-in Hub of test_hub.py
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    from test_hub import FakeHub
+
+    hub = FakeHub()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub.handle)))
+    yield hub
+    _http.set_client_factory(_http.default_client_factory)
+
+
+def file_hashes(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(assets, fake_hub, monkeypatch, caplog):
+    from test_hub import REPO_ID
+
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(assets.root / "hf-datasets"))
+    output_dir = assets.root / "pushed"
+    hub_args = ["--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", "hf_not_a_real_token", "--hub_private_repo"]
+    arguments = tiny_args(assets, output_dir, "--fusion", "dyken", "--max_train_steps", "3", *hub_args)
+    assert train_accelerate.main(arguments) == 0
+    assert fake_hub.created_repos and fake_hub.created_repos[0]["visibility"] == "private"
+    committed = fake_hub.committed_files()
+    for name in ("config.json", "model.safetensors", "modeling_dyken.py", "configuration_dyken.py",
+                 "processing_dyken.py", "processor_config.json", "tokenizer.json", "README.md"):
+        assert name in committed, name
+    card = committed["README.md"][1].decode()
+    assert "DyKen-Hyena" in card and "model-index" in card
+
+    # The next upload fails at the commit: main says so (exit status 1) and the local checkpoint stays whole.
+    fake_hub.fail = {"commit": (403, "no write access to this repository")}  # a 5xx would be retried with backoff
+    best = output_dir / "dyken" / "best_checkpoint"
+    before = file_hashes(best)
+    status = train_accelerate.main(arguments + ["--resume_from_checkpoint", "latest"])  # reuses the finished run
+    assert status == 1
+    assert "HTTP 403 during commit" in caplog.text and "local checkpoint" in caplog.text
+    assert file_hashes(best) == before
