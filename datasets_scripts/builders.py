@@ -754,7 +754,7 @@ def load_any(
         if data_dir is None and not kwargs and benchmark == "MIntRec":
             data_dir = synthetic.ensure_default_release()  # the project's default synthetic job (cached)
         else:
-            # data_dir is the parent folder the release goes into (write_synthetic_release adds /<benchmark>).
+            # data_dir is the parent folder; the release itself is the folder data_dir/<benchmark>.
             if data_dir is None:
                 key_json = json.dumps([benchmark, kwargs, synthetic.GENERATOR_VERSION], sort_keys=True, default=str)
                 digest = hashlib.sha256(key_json.encode()).hexdigest()[:16]
@@ -762,7 +762,7 @@ def load_any(
             release = Path(data_dir) / benchmark
             # synthetic_metadata.json is written last: its presence means a complete earlier release.
             if not (release / "synthetic_metadata.json").is_file():
-                release = synthetic.write_synthetic_release(data_dir, benchmark=benchmark, **kwargs)
+                release = synthetic.write_synthetic_release(release, benchmark=benchmark, **kwargs)
             data_dir = release
         return load_mintrec(data_dir, benchmark, include_out_of_scope, cache_dir, task, skip_bad_rows)
     path = Path(dataset)
