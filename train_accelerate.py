@@ -368,16 +368,7 @@ def synthetic_release(benchmark: str, data_dir: str | None) -> Path:
     MIntRec2.0 -> SYNTHETIC_MINTREC2_PARAMS in the same cache. With --data_dir: that folder (an existing release is
     used as it is). synthetic_metadata.json is written last, so its presence means a complete release."""
     if data_dir is None and benchmark == "MIntRec":
-        release_dir = synthetic.ensure_default_release()
-        # A copy written under the same name by an older or patched generator would silently change the default job.
-        params = json.loads((release_dir / "synthetic_metadata.json").read_text(encoding="utf-8"))["params"]
-        expected = synthetic.DEFAULT_RELEASE_PARAMS
-        found = (params["sizes"]["train"], params["nonverbal_signal"], params["length_scale"])
-        if found == (expected["num_train"], expected["nonverbal_signal"], expected["length_scale"]):
-            return release_dir
-        logger.warning(f"{release_dir} does not hold the default release (train size, signal, length scale: {found}); "
-                       "using a fresh copy next to it.")
-        return synthetic.ensure_default_release(release_dir.parent / "verified")
+        return synthetic.ensure_default_release()  # cached under a hash of its parameters and the generator version
     params = dict(synthetic.DEFAULT_RELEASE_PARAMS) if benchmark == "MIntRec" else dict(SYNTHETIC_MINTREC2_PARAMS)
     params.pop("benchmark", None)
     if data_dir is None:
