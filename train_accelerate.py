@@ -10,7 +10,8 @@ r"""Train and evaluate DyKen-Hyena and its baselines (MAG-BERT, text-only BERT) 
 
 With no arguments, the script trains DyKen-Hyena, the text-only and the MAG-BERT baselines (same data, same budget)
 on the built-in synthetic MIntRec-format release (`datasets_scripts.synthetic.ensure_default_release`), with the
-packaged all-MiniLM-L6-v2 encoder, on CPU in a few minutes, prints the results table and writes to ./outputs:
+packaged all-MiniLM-L6-v2 encoder, on CPU in about 9 minutes (2 cores), prints the results table and writes to
+./outputs:
 
     results.json, results.md          per run and mean ± std per fusion (metrics are fractions in [0, 1])
     {fusion}/best_checkpoint/         the best seed's model (save_pretrained + code + processor + model card)
