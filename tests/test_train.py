@@ -92,7 +92,7 @@ def run_script(arguments, env, launcher=(sys.executable,), cwd=None, timeout=300
 @pytest.fixture(scope="module")
 def reference_run(assets):
     output_dir = assets.root / "reference"
-    run_script(tiny_args(assets, output_dir, *REFERENCE), assets.env)
+    run_script(tiny_args(assets, output_dir, *REFERENCE, "--report_to", "tensorboard"), assets.env)
     return output_dir
 
 
@@ -177,6 +177,14 @@ def test_single_process_run_trains_evaluates_and_saves(assets, reference_run, tm
         assert (reference_run / "plots" / plot).stat().st_size > 10_000, plot
     log_lines = [json.loads(line) for line in (reference_run / "logs" / "train_log.jsonl").read_text().splitlines()]
     assert any("dyken/seed_0/train_loss" in line for line in log_lines)
+    # TensorBoard (installed with the test extras) gets the same scalars through Accelerate's tracker.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    event_files = list((reference_run / "logs").rglob("events.out.tfevents.*"))
+    assert event_files, "no TensorBoard event file"
+    events = EventAccumulator(str(event_files[0].parent)).Reload()
+    losses = [event.value for event in events.Scalars("dyken/seed_0/train_loss")]
+    assert losses and all(math.isfinite(loss) for loss in losses)
     # Finished runs keep no training-state checkpoints (--keep_checkpoints not given).
     assert not list(reference_run.glob("*/seed_*/checkpoints"))
 
