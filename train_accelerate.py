@@ -34,6 +34,7 @@ import math
 import os
 import shutil
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -1162,7 +1163,8 @@ def plot_dynamic_kernels(ctx: RunContext, path: Path, plt, num_utterances: int =
         for h in range(1, heads):
             axis.axvline(h * taps - 0.5, color="white", linewidth=0.5)
         axis.set_xlabel(f"kernel taps ({taps} per head) x heads")
-        axis.set_title(f"{ctx.data.label_names[int(row['label'])]}: \"{str(row['text'])[:40]}\"", fontsize=9)
+        text = textwrap.shorten(str(row["text"]), width=48, placeholder=" …")
+        axis.set_title(f"{ctx.data.label_names[int(row['label'])]}: \"{text}\"", fontsize=9)
         figure.colorbar(image, ax=axis, fraction=0.04)
     title = "DyKen-Hyena: per-token short-convolution kernels generated from audio/video (dev utterances)"
     figure.suptitle(title + ("; red: the word that carries the cue" if ctx.data.is_synthetic else ""))
