@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datasets_scripts import load_any, synthetic  # noqa: E402
-from modeling_dyken import DyKenForSequenceClassification, resolve_text_model_path  # noqa: E402
+import train_accelerate  # noqa: E402
+from modeling_dyken import resolve_text_model_path  # noqa: E402
 from processing_dyken import DyKenProcessor  # noqa: E402
 
 COLUMNS = ["text", "label", "audio_features", "video_features"]
@@ -39,7 +41,7 @@ def parse_args():
     defaults = synthetic.DEFAULT_RELEASE_PARAMS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fusion", default="dyken", choices=["dyken", "mag", "text"])
-    parser.add_argument("--alignment", default=None, help="Default: none for dyken, ctc for mag.")
+    parser.add_argument("--alignment", default="none", help="DyKen's; MAG-BERT uses ctc for none (as the trainer).")
     parser.add_argument("--num_train", type=int, default=defaults["num_train"])
     parser.add_argument("--num_dev", type=int, default=defaults["num_dev"])
     parser.add_argument("--nonverbal_signal", type=float, default=defaults["nonverbal_signal"])
@@ -52,7 +54,7 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="Pretrained encoder.")
     parser.add_argument("--fusion_learning_rate", type=float, default=1e-3, help="New layers.")
-    parser.add_argument("--dropout", type=float, default=0.0, help="Encoder, classifier and DyKen dropout.")
+    parser.add_argument("--dropout", type=float, default=0.0, help="As the trainer's --dropout.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_config_overrides", type=json.loads, default={}, help="Other DyKenConfig fields (JSON).")
     parser.add_argument("--data_root", default="benchmarks/.cue_learning_data", help="Where the releases are written.")
@@ -96,19 +98,16 @@ def main():
         paired_ids = {label for plain, cued, _ in pairs for label in (plain, cued)}
         train = train.filter(lambda label: label in paired_ids, input_columns="label")
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path("all-MiniLM-L6-v2"))
+    # The model and optimizer exactly as the trainer builds them for these options.
+    trainer_args = train_accelerate.parse_args([
+        "--fusion", args.fusion, "--alignment", args.alignment, "--dropout", str(args.dropout),
+        "--learning_rate", str(args.learning_rate), "--fusion_learning_rate", str(args.fusion_learning_rate),
+        "--model_config_overrides", json.dumps(args.model_config_overrides),
+    ])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(trainer_args.text_model))
     processor = DyKenProcessor.for_benchmark("MIntRec", tokenizer, padding="longest")
-    alignment = args.alignment or ("none" if args.fusion == "dyken" else "ctc")
-    dropout = dict(cross_attention_dropout=args.dropout, hyena_dropout=args.dropout)
-    model = DyKenForSequenceClassification.from_text_pretrained(
-        "all-MiniLM-L6-v2", fusion=args.fusion, alignment=alignment, num_labels=len(names),
-        text_config_overrides=dict(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout),
-        **{**dropout, **args.model_config_overrides},
-    )
-    encoder = [p for name, p in model.named_parameters() if name.startswith("dyken.text_model.")]
-    new_layers = [p for name, p in model.named_parameters() if not name.startswith("dyken.text_model.")]
-    optimizer = torch.optim.AdamW([dict(params=encoder, lr=args.learning_rate),
-                                   dict(params=new_layers, lr=args.fusion_learning_rate)], weight_decay=0.01)
+    model = train_accelerate.build_model(trainer_args, args.fusion, SimpleNamespace(label_names=names), processor)
+    optimizer = torch.optim.AdamW(train_accelerate.optimizer_parameter_groups(model, trainer_args))
     loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True,
                                          collate_fn=processor.collate,
                                          generator=torch.Generator().manual_seed(args.seed))
