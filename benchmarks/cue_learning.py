@@ -57,20 +57,18 @@ def parse_args():
     parser.add_argument("--dropout", type=float, default=0.0, help="As the trainer's --dropout.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_config_overrides", type=json.loads, default={}, help="Other DyKenConfig fields (JSON).")
-    parser.add_argument("--data_root", default="benchmarks/.cue_learning_data", help="Where the releases are written.")
+    parser.add_argument("--data_root", default="benchmarks/.cue_learning_data", help="Cache of the releases and their Arrow files.")
     parser.add_argument("--log", default="benchmarks/results/cue_learning.jsonl")
     return parser.parse_args()
 
 
-def write_release(args, signal: float):
-    params = dict(benchmark="MIntRec", num_train=args.num_train, num_dev=args.num_dev, num_test=args.num_dev,
-                  seed=0, nonverbal_signal=signal, length_scale=args.length_scale,
-                  clip_offset_std=args.clip_offset_std, distractor_rate=args.distractor_rate,
-                  vary_pair_sentences=args.vary_pair_sentences)
-    folder = Path(args.data_root) / "-".join(f"{key}={value}" for key, value in params.items() if key != "benchmark")
-    if not (folder / "synthetic_metadata.json").is_file():
-        synthetic.write_synthetic_release(folder, **params)
-    return load_any(str(folder), benchmark="MIntRec").with_format("numpy", columns=COLUMNS)
+def load_release(args, signal: float):
+    """The release with these parameters, written on first use by load_any (cached under a hash of them)."""
+    params = dict(num_train=args.num_train, num_dev=args.num_dev, num_test=args.num_dev, seed=0,
+                  nonverbal_signal=signal, length_scale=args.length_scale, clip_offset_std=args.clip_offset_std,
+                  distractor_rate=args.distractor_rate, vary_pair_sentences=args.vary_pair_sentences)
+    splits = load_any("synthetic", benchmark="MIntRec", cache_dir=args.data_root, synthetic_kwargs=params)
+    return splits.with_format("numpy", columns=COLUMNS)
 
 
 def dev_logits(model, dataset, processor):
@@ -89,7 +87,7 @@ def model_inputs(batch) -> dict:
 def main():
     args = parse_args()
     torch.manual_seed(args.seed)
-    with_cue, without_cue = write_release(args, args.nonverbal_signal), write_release(args, 0.0)
+    with_cue, without_cue = load_release(args, args.nonverbal_signal), load_release(args, 0.0)
     names = with_cue["train"].features["label"].names
     pairs = [(names.index(pair.plain), names.index(pair.cued), f"{pair.plain}/{pair.cued}")
              for pair in synthetic.NONVERBAL_PAIRS]
