@@ -34,11 +34,14 @@ class DyKenConfig(PretrainedConfig):
             `"dyken"` (per-token dynamic kernels + Hyena modulation of the embeddings), `"mag"` (the MAG-BERT
             baseline: a multimodal adaptation gate on the embeddings, on aligned features) or `"text"` (text-only
             BERT; audio and video are ignored).
-        alignment (`str`, defaults to `"ctc"`):
+        alignment (`str`, *optional*):
             How each non-verbal sequence is related to the text tokens. `"ctc"`, `"avg_pool"`, `"conv1d"` are the
             official MIntRec alignment modes (each maps a sequence to the text length); `"none"` lets the
             cross-modal attention read the unaligned, masked sequences directly (DyKen only; MAG needs aligned
-            features).
+            features). Defaults to `"ctc"` for MAG-BERT (the official baseline) and to `"none"` otherwise, as the
+            trainer does: the paper leaves the alignment open, with `"none"` DyKen-Hyena learned the synthetic cues
+            as it did with `"ctc"` (benchmarks/results/cue_learning.jsonl), at the same step time and with 24-35 %
+            less activation memory (benchmarks/results/model_cpu_float32.md). The MIntRec presets use `"ctc"`.
         max_text_length (`int`, defaults to 50):
             Longest text (in word pieces, with [CLS]/[SEP]) the model accepts. It sizes the CTC alignment's output
             (`max_text_length + 1` slots), the conv1d alignment and the time axis of the Hyena long filter.
@@ -62,7 +65,7 @@ class DyKenConfig(PretrainedConfig):
         cross_attention_heads (`int`, defaults to 8):
             Heads of that attention; must divide `cross_attention_hidden_size`.
         cross_attention_dropout (`float`, defaults to 0.1):
-            Dropout on the attention probabilities.
+            Dropout on each cross-modal attention's output (the per-token audio and video contexts).
         kernel_generator_hidden_size (`int`, defaults to 128):
             Width of the hidden layers of the kernel generator MLP.
         kernel_generator_layers (`int`, defaults to 2):
@@ -127,7 +130,7 @@ class DyKenConfig(PretrainedConfig):
     audio_feature_dim: int = 768
     video_feature_dim: int = 256
     fusion: str = "dyken"
-    alignment: str = "ctc"
+    alignment: str | None = None
     max_text_length: int = 50
     max_audio_length: int = 480
     max_video_length: int = 230
@@ -159,6 +162,8 @@ class DyKenConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.alignment is None:
+            self.alignment = "ctc" if self.fusion == "mag" else "none"
         self._validate()
 
     @property

@@ -168,10 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run one after the other on the same data and budget; the first one's checkpoint is pushed to the Hub.",
     )
     group.add_argument(
-        "--alignment", choices=["ctc", "avg_pool", "conv1d", "none"], default="none",
-        help="DyKen's alignment of audio/video to the tokens (DyKenConfig.alignment): none = cross-modal attention "
-        "over the raw, unaligned frames; ctc/avg_pool/conv1d = the official MIntRec modes. MAG-BERT needs aligned "
-        "features: it uses this value when it is an aligned mode, else ctc (the official baseline).",
+        "--alignment", choices=["ctc", "avg_pool", "conv1d", "none"], default=None,
+        help="DyKen's alignment of audio/video to the tokens (DyKenConfig.alignment): none (the default) = "
+        "cross-modal attention over the raw, unaligned frames; ctc/avg_pool/conv1d = the official MIntRec modes. "
+        "MAG-BERT needs aligned features: it uses this value when it is an aligned mode, else ctc (the official "
+        "baseline).",
     )
     group.add_argument("--short_kernel_size", type=int, default=3, help="Taps of the dynamic short convolution (odd).")
     group.add_argument(
@@ -466,12 +467,8 @@ def concatenate_batches(first: dict, second: dict) -> dict:
 
 
 def build_model(args, fusion: str, data: IntentData, processor: DyKenProcessor) -> DyKenForSequenceClassification:
-    alignment = args.alignment
-    if fusion == "mag" and alignment == "none":
-        alignment = "ctc"  # MAG-BERT adds one audio and one video vector per token: it needs aligned features
     config_overrides = dict(
         fusion=fusion,
-        alignment=alignment,
         short_kernel_size=args.short_kernel_size,
         use_dynamic_short_conv=args.use_dynamic_short_conv,
         use_long_conv=args.use_long_conv,
@@ -483,6 +480,10 @@ def build_model(args, fusion: str, data: IntentData, processor: DyKenProcessor) 
         id2label=dict(enumerate(data.label_names)),
         label2id={name: index for index, name in enumerate(data.label_names)},
     )
+    # Unset: the config's default per fusion. MAG-BERT adds one audio and one video vector per token, so it keeps
+    # its default (ctc) when --alignment none is asked for DyKen in a multi-model run.
+    if args.alignment is not None and not (fusion == "mag" and args.alignment == "none"):
+        config_overrides["alignment"] = args.alignment
     if args.normalize_nonverbal_features is not None:
         config_overrides["normalize_nonverbal_features"] = args.normalize_nonverbal_features
     text_config_overrides = {}

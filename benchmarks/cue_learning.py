@@ -41,7 +41,8 @@ def parse_args():
     defaults = synthetic.DEFAULT_RELEASE_PARAMS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fusion", default="dyken", choices=["dyken", "mag", "text"])
-    parser.add_argument("--alignment", default="none", help="DyKen's; MAG-BERT uses ctc for none (as the trainer).")
+    parser.add_argument("--alignment", default="none", choices=["ctc", "avg_pool", "conv1d", "none"],
+                        help="DyKen's; MAG-BERT uses ctc for none (as the trainer).")
     parser.add_argument("--num_train", type=int, default=defaults["num_train"])
     parser.add_argument("--num_dev", type=int, default=defaults["num_dev"])
     parser.add_argument("--nonverbal_signal", type=float, default=defaults["nonverbal_signal"])

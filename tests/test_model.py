@@ -80,6 +80,13 @@ def test_mag_needs_an_alignment():
         tiny_config(fusion="mag", alignment="none")
 
 
+def test_alignment_defaults_to_none_for_dyken_and_ctc_for_mag_and_is_kept_when_given():
+    assert tiny_config().alignment == "none"
+    assert tiny_config(fusion="mag").alignment == "ctc"
+    assert tiny_config(alignment="avg_pool").alignment == "avg_pool"
+    assert tiny_config(fusion="mag", alignment="conv1d").alignment == "conv1d"
+
+
 def test_config_round_trips_through_json(tmp_path):
     config = tiny_config(short_kernel_size=5, alignment="none", use_long_conv=False, id2label={i: f"c{i}" for i in range(5)})
     config.save_pretrained(tmp_path)
@@ -188,6 +195,19 @@ def test_static_short_conv_ignores_the_nonverbal_input():
         video_features=torch.randn_like(batch["video_features"]),
     )
     torch.testing.assert_close(kernels_of(model, changed), kernels, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_static_short_conv_is_the_dynamic_convolution_with_the_same_kernel_at_every_token(kernel_size):
+    """The static ablation runs as a grouped conv1d; it must compute what the band-matrix dynamic convolution
+    computes when every real token carries the static kernels (same centring, same tap order, padding silent)."""
+    hyena = build(use_dynamic_short_conv=False, short_kernel_size=kernel_size).dyken.fusion.hyena
+    embeddings = torch.randn(2, 9, 48)
+    text_mask = torch.ones(2, 9, dtype=torch.bool)
+    text_mask[1, 6:] = False
+    per_token = hyena.static_kernels(2, 9) * text_mask[..., None, None]  # (B, L, C, Ks), zero at padding
+    with torch.no_grad():
+        torch.testing.assert_close(hyena(embeddings, text_mask), hyena(embeddings, text_mask, per_token))
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])

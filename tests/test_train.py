@@ -164,6 +164,22 @@ def test_dropout_option_sets_every_dropout_but_mags_and_presets_keep_the_models_
     assert preset.config.text_config.hidden_dropout_prob == 0.1 and preset.config.hyena_dropout == 0.1
 
 
+def test_alignment_option_defaults_to_the_models_own_and_keeps_mag_aligned():
+    data = SimpleNamespace(label_names=["a", "b", "c"])
+    processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
+
+    def alignment(argv, fusion):
+        return train_accelerate.build_model(train_accelerate.parse_args(argv), fusion, data, processor).config.alignment
+
+    assert (alignment([], "dyken"), alignment([], "mag")) == ("none", "ctc")
+    assert (alignment(["--alignment", "none"], "dyken"), alignment(["--alignment", "none"], "mag")) == ("none", "ctc")
+    assert (alignment(["--alignment", "avg_pool"], "dyken"), alignment(["--alignment", "avg_pool"], "mag")) == (
+        "avg_pool", "avg_pool"
+    )
+    paper_setup = ["--config", str(REPO_ROOT / "configs" / "mintrec.yaml"), "--text_model", "all-MiniLM-L6-v2"]
+    assert alignment(paper_setup, "dyken") == "ctc"
+
+
 def test_single_process_run_trains_evaluates_and_saves(assets, reference_run, tmp_path):
     results = json.loads((reference_run / "results.json").read_text())
     assert_results_schema(results, ["dyken", "text"], [0, 1])
