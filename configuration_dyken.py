@@ -64,6 +64,11 @@ class DyKenConfig(PretrainedConfig):
             (README, benchmarks).
         cross_attention_heads (`int`, defaults to 8):
             Heads of that attention; must divide `cross_attention_hidden_size`.
+        cross_attention_tied_key_value (`bool`, defaults to `True`):
+            Keys and values come from one projection of the frames (the position code is added to the keys only);
+            `False` gives them separate projections, as standard multi-head attention does. Tied, reading the
+            frames costs one projection instead of two, which keeps DyKen-Hyena's fusion cheaper than MAG-BERT's,
+            and the synthetic cues were learned at least as well (README, benchmarks).
         cross_attention_dropout (`float`, defaults to 0.1):
             Dropout on each cross-modal attention's output (the per-token audio and video contexts).
         kernel_generator_hidden_size (`int`, defaults to 128):
@@ -138,6 +143,7 @@ class DyKenConfig(PretrainedConfig):
     alignment_lstm_layers: int = 2
     cross_attention_hidden_size: int = 128
     cross_attention_heads: int = 8
+    cross_attention_tied_key_value: bool = True
     cross_attention_dropout: float = 0.1
     kernel_generator_hidden_size: int = 128
     kernel_generator_layers: int = 2

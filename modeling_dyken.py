@@ -191,18 +191,22 @@ def relative_position_encoding(mask, dim: int):
 class CrossModalAttention(nn.Module):
     """Text tokens (queries) attend to one non-verbal sequence (keys/values). A learned "no signal" key/value is
     always present, so a token may ignore the modality, and a missing or fully masked modality is well defined.
+    With `tied_key_value` one projection of the frames serves as both (the keys add the position code): the
+    projection over hundreds of frames is the largest cost of reading them.
 
     Dropout acts on the attention output, not on the attention probabilities: over hundreds of unaligned frames a
     (B, heads, L, 1 + T) dropout mask cost more than the attention itself on CPU (33 of 81 ms at the MIntRec2.0
     shapes), and it keeps SDPA off its fused kernels (README, Benchmarks)."""
 
-    def __init__(self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float):
+    def __init__(
+        self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float, tied_key_value: bool
+    ):
         super().__init__()
         self.num_heads = num_heads
         self.dropout = nn.Dropout(dropout)
         self.query = nn.Linear(text_dim, hidden_size)
         self.key = nn.Linear(feature_dim, hidden_size)
-        self.value = nn.Linear(feature_dim, hidden_size)
+        self.value = None if tied_key_value else nn.Linear(feature_dim, hidden_size)
         self.null_key = nn.Parameter(torch.zeros(hidden_size))
         self.null_value = nn.Parameter(torch.zeros(hidden_size))
 
@@ -210,8 +214,9 @@ class CrossModalAttention(nn.Module):
         # text (B, L, d), features (B, T, D), feature_mask (B, T), positions (B, L|T, c) -> (B, L, c)
         batch_size = text.shape[0]
         query = self.query(text) + text_position
-        key = self.key(features) + feature_position
-        value = self.value(features)
+        projected = self.key(features)  # (B, T, c)
+        value = projected if self.value is None else self.value(features)
+        key = projected + feature_position
         key = torch.cat([self.null_key.expand(batch_size, 1, -1).to(key.dtype), key], dim=1)  # (B, 1 + T, c)
         value = torch.cat([self.null_value.expand(batch_size, 1, -1).to(value.dtype), value], dim=1)
         visible = torch.cat([feature_mask.new_ones(batch_size, 1), feature_mask], dim=1)  # (B, 1 + T)
@@ -233,9 +238,9 @@ class MultimodalContext(nn.Module):
     def __init__(self, config: DyKenConfig):
         super().__init__()
         hidden = config.cross_attention_hidden_size
-        args = (config.hidden_size, hidden, config.cross_attention_heads, config.cross_attention_dropout)
-        self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args[1:])
-        self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args[1:])
+        args = (hidden, config.cross_attention_heads, config.cross_attention_dropout, config.cross_attention_tied_key_value)
+        self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args)
+        self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args)
         self.output_projection = nn.Linear(2 * hidden, hidden)
         self.layer_norm = nn.LayerNorm(hidden)
 

@@ -43,6 +43,7 @@ FUSIONS = {  # name -> config overrides (alignment: "ctc" for MAG-BERT, "none" f
     "mag": dict(fusion="mag"),
     "dyken": dict(fusion="dyken"),
     "dyken_ctc": dict(fusion="dyken", alignment="ctc"),
+    "dyken_untied": dict(fusion="dyken", cross_attention_tied_key_value=False),
 }
 # glibc malloc: serve blocks of up to 32 MiB from the heap, and never trim or unmap freed memory (see --allocator).
 KEEP_FREED_MEMORY = {

@@ -106,6 +106,7 @@ def test_config_round_trips_through_json(tmp_path):
         dict(fusion="dyken", alignment="avg_pool", dynamic_conv_implementation="band"),
         dict(fusion="dyken", alignment="conv1d", long_conv_implementation="direct", hyena_order=3),
         dict(fusion="dyken", alignment="none", hyena_bidirectional=False, short_kernel_size=5),
+        dict(fusion="dyken", alignment="none", cross_attention_tied_key_value=False),
         dict(fusion="dyken", use_dynamic_short_conv=False),
         dict(fusion="dyken", alignment="ctc", normalize_nonverbal_features=True),
         dict(fusion="mag", alignment="ctc"),
@@ -273,7 +274,10 @@ def test_long_filter_decays_and_does_not_depend_on_sequence_length():
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(alignment="ctc"), dict(alignment="none"), dict(alignment="conv1d", fusion="mag"), dict(use_dynamic_short_conv=False)],
+    [
+        dict(alignment="ctc"), dict(alignment="none"), dict(alignment="conv1d", fusion="mag"),
+        dict(use_dynamic_short_conv=False), dict(cross_attention_tied_key_value=False),
+    ],
 )
 def test_every_trainable_parameter_receives_a_gradient(overrides):
     model = build(**overrides).train()
