@@ -59,7 +59,7 @@ class DyKenConfig(PretrainedConfig):
             Depth of the LSTM of the CTC alignment (2 in the official code).
         cross_attention_hidden_size (`int`, defaults to 128):
             Width of the token-level cross-modal attention (text tokens query the audio and video sequences). Its
-            key/value projections run over every audio and video frame, the largest cost DyKen adds to a step
+            key/value projection runs over every audio and video frame, the largest cost DyKen adds to a step
             with `alignment="none"`: 128 learned the synthetic cues as well as 256 did, at half that cost
             (README, benchmarks).
         cross_attention_heads (`int`, defaults to 8):
@@ -67,8 +67,8 @@ class DyKenConfig(PretrainedConfig):
         cross_attention_tied_key_value (`bool`, defaults to `True`):
             Keys and values come from one projection of the frames (the position code is added to the keys only);
             `False` gives them separate projections, as standard multi-head attention does. Tied, reading the
-            frames costs one projection instead of two, which keeps DyKen-Hyena's fusion cheaper than MAG-BERT's,
-            and the synthetic cues were learned at least as well (README, benchmarks).
+            frames costs one projection instead of two, which makes DyKen-Hyena's fusion cheaper than MAG-BERT's;
+            on the synthetic cues both variants learned within the run-to-run spread (README).
         cross_attention_dropout (`float`, defaults to 0.1):
             Dropout on each cross-modal attention's output (the per-token audio and video contexts).
         kernel_generator_hidden_size (`int`, defaults to 128):
