@@ -8,6 +8,8 @@ choice this implementation makes is a field below, so the paper's ablations can 
 """
 
 from transformers import AutoConfig, PretrainedConfig
+# New in transformers 5.20 (hence the floor in pyproject.toml). A plain `AutoConfig` entry would neither give
+# text_config its BERT default nor build it from the dict a saved config.json holds.
 from transformers.configuration_utils import SubConfigSpec
 
 FUSIONS = ("dyken", "mag", "text")
@@ -38,13 +40,18 @@ class DyKenConfig(PretrainedConfig):
             How each non-verbal sequence is related to the text tokens. `"ctc"`, `"avg_pool"`, `"conv1d"` are the
             official MIntRec alignment modes (each maps a sequence to the text length); `"none"` lets the
             cross-modal attention read the unaligned, masked sequences directly (DyKen only; MAG needs aligned
-            features). Defaults to `"ctc"` for MAG-BERT (the official baseline) and to `"none"` otherwise, as the
+            features). With `"ctc"`, DyKen-Hyena takes each token's weighted *mean* of the frames (on the scale of one
+            frame whatever the clip's length), MAG-BERT the official weighted sum. `avg_pool` averages each
+            utterance's own real frames (the official code pools with a fixed stride over the padded sequence), and
+            `conv1d` is the official bias-free map from frame positions to token positions.
+            Defaults to `"ctc"` for MAG-BERT (the official baseline) and to `"none"` otherwise, as the
             trainer does: the paper leaves the alignment open, with `"none"` DyKen-Hyena learned the synthetic cues
             as it did with `"ctc"` (benchmarks/results/cue_learning.jsonl), at the same step time and with 24-35 %
             less activation memory (benchmarks/results/model_cpu_float32.md). The MIntRec presets use `"ctc"`.
         max_text_length (`int`, defaults to 50):
-            Longest text (in word pieces, with [CLS]/[SEP]) the model accepts. It sizes the CTC alignment's output
-            (`max_text_length + 1` slots), the conv1d alignment and the time axis of the Hyena long filter.
+            Longest text (in word pieces, with [CLS]/[SEP]) the model accepts; at least 2 (room for [CLS] and
+            [SEP], and the Hyena long filter's time axis divides by `max_text_length - 1`). It sizes the CTC
+            alignment's output (`max_text_length + 1` slots), the conv1d alignment and the time axis of that filter.
             Official: 30 (MIntRec), 50 (MIntRec2.0).
         max_audio_length (`int`, defaults to 480):
             Longest audio sequence; only the conv1d alignment depends on it (480 MIntRec, 400 MIntRec2.0).
@@ -63,7 +70,8 @@ class DyKenConfig(PretrainedConfig):
             with `alignment="none"`: 128 learned the synthetic cues as well as 256 did, at half that cost
             (README, benchmarks).
         cross_attention_heads (`int`, defaults to 8):
-            Heads of that attention; must divide `cross_attention_hidden_size`.
+            Heads of that attention; must divide `cross_attention_hidden_size` into an even width per head: the
+            relative position code interleaves sine/cosine pairs, and a head must hold whole pairs.
         cross_attention_tied_key_value (`bool`, defaults to `True`):
             Keys and values come from one projection of the frames (the position code is added to the keys only);
             `False` gives them separate projections, as standard multi-head attention does. Tied, reading the
@@ -71,6 +79,13 @@ class DyKenConfig(PretrainedConfig):
             on the synthetic cues both variants learned within the run-to-run spread (README).
         cross_attention_dropout (`float`, defaults to 0.1):
             Dropout on each cross-modal attention's output (the per-token audio and video contexts).
+        cross_attention_locality (`list[float]`, defaults to `[2.0, 2000.0]`):
+            Initial sharpness s of the per-head Gaussian distance bias `-s (p_token - p_frame)^2` that the
+            cross-modal attention adds to its logits (p: relative place in the sentence / clip, 0 to 1), from the
+            broadest head to the sharpest, spaced geometrically; each head learns its own. s = 2 barely prefers
+            near frames; s = 2000 gives a frame 5 % of the clip away a bias of -5, so a sharp head reads the frames
+            under its own token (the token-level modulation the method is about). `[s, s]` gives every head the
+            same start.
         kernel_generator_hidden_size (`int`, defaults to 128):
             Width of the hidden layers of the kernel generator MLP.
         kernel_generator_layers (`int`, defaults to 2):
@@ -83,7 +98,9 @@ class DyKenConfig(PretrainedConfig):
             Taps Ks of the (dynamic) short convolution; odd, because the convolution is centred (an encoder sees
             both neighbours). The paper compared 1, 3 and 5; 3 was best.
         kernel_normalization (`str`, defaults to `"softmax"`):
-            `"softmax"` normalises each generated kernel over its taps (Wu et al. 2019); `"none"` leaves it raw.
+            `"softmax"` normalises each generated kernel with a softmax over its taps (Wu et al. 2019) and one "off"
+            logit fixed at 0, which is dropped: the taps are positive and sum to at most 1, and a one-tap kernel
+            (Ks = 1) still depends on the context instead of always being 1. `"none"` leaves the kernel raw.
         kernel_dropout (`float`, defaults to 0.0):
             DropConnect on the generated kernel weights during training.
         dynamic_conv_implementation (`str`, defaults to `"band"`):
@@ -111,6 +128,12 @@ class DyKenConfig(PretrainedConfig):
             `"fft"` (rfft/irfft with zero padding to 2L) or `"direct"` (an L x L Toeplitz matmul). Same function.
         hyena_dropout (`float`, defaults to 0.1):
             Dropout on the Hyena output before it is added to the embeddings.
+        zero_init_modulation (`bool`, defaults to `True`):
+            Start Hyena's output projection at zero, so that at initialisation the encoder receives exactly its
+            pretrained embeddings (the model is the text-only model) and the modulation grows only as far as
+            training asks for it; with uninformative audio and video it then stays small instead of perturbing a
+            pretrained encoder with noise (benchmarks/results/real_text.md). `False` keeps nn.Linear's default
+            initialisation, as safari's operator does.
         mag_beta_shift (`float`, defaults to 0.005):
             MAG's beta: scale of the non-verbal shift relative to the embedding norm.
         mag_dropout (`float`, defaults to 0.5):
@@ -145,6 +168,7 @@ class DyKenConfig(PretrainedConfig):
     cross_attention_heads: int = 8
     cross_attention_tied_key_value: bool = True
     cross_attention_dropout: float = 0.1
+    cross_attention_locality: list | tuple = (2.0, 2000.0)
     kernel_generator_hidden_size: int = 128
     kernel_generator_layers: int = 2
     kernel_heads: int = 12
@@ -162,6 +186,7 @@ class DyKenConfig(PretrainedConfig):
     hyena_bidirectional: bool = True
     long_conv_implementation: str = "fft"
     hyena_dropout: float = 0.1
+    zero_init_modulation: bool = True
     mag_beta_shift: float = 0.005
     mag_dropout: float = 0.5
     classifier_dropout: float | None = None
@@ -201,10 +226,29 @@ class DyKenConfig(PretrainedConfig):
         ):
             value = getattr(self, field)
             check(isinstance(value, int) and not isinstance(value, bool) and value > 0, field, "a positive integer")
+        locality = self.cross_attention_locality
+        check(
+            isinstance(locality, (list, tuple)) and len(locality) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in locality)
+            and locality[0] <= locality[1],
+            "cross_attention_locality",
+            "[broadest, sharpest]: two positive numbers, broadest <= sharpest",
+        )
         check(
             self.cross_attention_hidden_size % self.cross_attention_heads == 0,
             "cross_attention_heads",
             f"a divisor of cross_attention_hidden_size={self.cross_attention_hidden_size}",
+        )
+        check(
+            self.cross_attention_hidden_size // self.cross_attention_heads % 2 == 0,
+            "cross_attention_heads",
+            f"a divisor of cross_attention_hidden_size={self.cross_attention_hidden_size} that leaves an even width "
+            "per head (the relative position code interleaves sine/cosine pairs; a head must hold whole pairs)",
+        )
+        check(
+            self.max_text_length >= 2,
+            "max_text_length",
+            "at least 2: room for [CLS] and [SEP] (the Hyena long filter's time axis divides by max_text_length - 1)",
         )
         check(
             isinstance(self.short_kernel_size, int) and self.short_kernel_size >= 1 and self.short_kernel_size % 2 == 1,

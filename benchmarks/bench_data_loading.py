@@ -1,4 +1,5 @@
-"""Time to read + collate a training batch, compared with one training step of the model.
+"""Time to read + collate a training batch, compared with one training step of the model; and what
+opening a release costs before any batch (unpickling the features, the content-keyed cache key).
 
     python benchmarks/bench_data_loading.py      # writes benchmarks/results/data_loading.json / .md
 
@@ -22,6 +23,12 @@ alignment "ctc", the defaults) with a bert-base-sized encoder (BertConfig: hidde
 BertForSequenceClassification of the same size. The two models take turns, step by step (fair
 under a varying load), after two warm-up steps each. Target: reading + collating a batch (median)
 costs < 5 % of the fastest training step (the least contended one; the conservative ratio).
+
+Opening the release: `load_mintrec` keys its Arrow cache on the content of every TSV/pickle
+(`builders._release_fingerprint`, xxh3-128 over the file bytes), so every call reads the whole
+release once, also when the cache is hit. Timed from the page cache (the release was just written;
+a cold disk adds its read time), median of `--repeats`: the key alone, a cached `load_mintrec`, and
+the restricted unpickling (`safe_load_file`) of each feature pickle, which a first load pays.
 
 The machine may be shared: the load average before and after is recorded with the results.
 """
@@ -114,6 +121,37 @@ def time_training_steps(models_and_batches: dict, num_steps: int) -> dict:
     }
 
 
+def median_seconds(function, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def release_opening_costs(release: Path, cache_dir: str, repeats: int) -> dict:
+    """Seconds (median of `repeats`) of the content-keyed cache key, of a cached `load_mintrec`, and of
+    unpickling each feature pickle; with the bytes the key reads."""
+    from datasets_scripts import load_mintrec
+    from datasets_scripts.builders import _release_fingerprint
+    from datasets_scripts.safe_pickle import safe_load_file
+
+    hashed_bytes = sum(path.stat().st_size for path in release.rglob("*") if path.suffix in (".tsv", ".pkl"))
+    fingerprint_s = median_seconds(lambda: _release_fingerprint(release), repeats)
+    return {
+        "hashed_megabytes": round(hashed_bytes / 1e6, 1),
+        "release_fingerprint_s": round(fingerprint_s, 3),
+        "release_fingerprint_gb_per_s": round(hashed_bytes / 1e9 / fingerprint_s, 2),
+        "cached_load_mintrec_s": round(median_seconds(lambda: load_mintrec(release, cache_dir=cache_dir), repeats), 3),
+        "safe_load_file_s": {
+            str(path.relative_to(release)): round(median_seconds(lambda: safe_load_file(path), repeats), 3)
+            for path in sorted(release.rglob("*.pkl"))
+        },
+        "repeats": repeats,
+    }
+
+
 def frames_per_row(dataset, column: str) -> np.ndarray:
     """T of every row of an Array2D (None, D) column, read from the Arrow list offsets (no copy)."""
     array = dataset.data.column(column).combine_chunks()
@@ -131,6 +169,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num_batches", type=int, default=40, help="timed batches per way of reading")
     parser.add_argument("--model_steps", type=int, default=4, help="timed training steps per model")
+    parser.add_argument("--repeats", type=int, default=3, help="timings (median) of the release-opening costs")
     parser.add_argument("--output_dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--work_dir", default=None, help="where the release + Arrow cache go (default: a temp dir)")
     args = parser.parse_args()
@@ -157,6 +196,8 @@ def main():
         start = time.perf_counter()
         dataset = load_mintrec(release, cache_dir=str(Path(work_dir) / "hf_cache"))
         prepare_s = time.perf_counter() - start
+        opening = release_opening_costs(release, str(Path(work_dir) / "hf_cache"), args.repeats)
+        print(json.dumps(opening), flush=True)
         train = dataset["train"]
         audio_lengths, video_lengths = (frames_per_row(train, column) for column in ("audio_features", "video_features"))
 
@@ -214,6 +255,7 @@ def main():
             "train_video_frames_mean_max": [round(float(np.mean(video_lengths)), 1), int(max(video_lengths))],
             "write_release_s": round(write_s, 1), "load_mintrec_prepare_s": round(prepare_s, 1),
         },
+        "opening_the_release": opening,
         "reading_ms_per_batch": {k: {kk: round(vv, 2) if isinstance(vv, float) else vv for kk, vv in v.items()}
                                  for k, v in reading.items()},
         "fastest_way": chosen,

@@ -39,7 +39,7 @@ from .builders import (
     normalize_benchmark,
 )
 from .convert import HubPushError, convert_to_parquet
-from .safe_pickle import SafeUnpickler, UnsafePickleError, safe_load_file
+from .safe_pickle import MAX_ARRAY_ELEMENTS, InvalidArrayError, SafeUnpickler, UnsafePickleError, safe_load_file
 
 
 __all__ = [
@@ -64,6 +64,8 @@ __all__ = [
     "MIntRecFormatError",
     "MissingReleaseFileError",
     "HubPushError",
+    "InvalidArrayError",
+    "MAX_ARRAY_ELEMENTS",
     "SafeUnpickler",
     "UnsafePickleError",
     "convert_to_parquet",

@@ -26,10 +26,12 @@ writer flushes every `DEFAULT_WRITER_BATCH_SIZE` rows, so the peak is about one 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import ctypes
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -40,6 +42,7 @@ from typing import Any, Iterator, Optional, Union
 
 import datasets
 import numpy as np
+import xxhash
 from datasets.exceptions import DatasetGenerationError
 
 from .safe_pickle import safe_load_file
@@ -201,17 +204,33 @@ def _mintrec2_part(data_dir: Path, out_of_scope: bool) -> _ReleasePart:
     )
 
 
+# Bytes read at a time when hashing a release file (a feature pickle is up to a few GB).
+_HASH_CHUNK_BYTES = 8 << 20
+
+
+def _file_content_hash(path: str) -> str:
+    """xxh3-128 of the file's bytes, read in chunks. xxhash (a dependency of datasets) hashes at several
+    GB/s, so reading the file is the cost: see benchmarks/results/data_loading.md."""
+    content_hash = xxhash.xxh3_128()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK_BYTES):
+            content_hash.update(chunk)
+    return content_hash.hexdigest()
+
+
 def _release_fingerprint(data_dir: Union[str, os.PathLike]) -> str:
-    """Hash of the (path, size, mtime) of every TSV/pickle under data_dir, so an edited release gets a new
-    cache instead of a stale one. Mp4 clips are not read and do not count."""
+    """Hash of the relative path and the content of every TSV/pickle under data_dir, so an edited release gets
+    a new cache instead of a stale one, also when the edit keeps the file's size and modification time
+    (`cp -p`, `rsync -t`, `os.utime`). Every call reads these files once. Mp4 clips are not read and do
+    not count."""
     digest = hashlib.sha256(_BUILDER_CODE_VERSION.encode())
     for root, dirs, files in os.walk(data_dir):
         dirs[:] = sorted(d for d in dirs if d != "raw_data")
         for name in sorted(files):
             if name.endswith((".tsv", ".pkl")):
-                stat = os.stat(os.path.join(root, name))
-                relative = os.path.relpath(os.path.join(root, name), data_dir)
-                digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                path = os.path.join(root, name)
+                relative = os.path.relpath(path, data_dir)
+                digest.update(f"{relative}\0{_file_content_hash(path)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -428,12 +447,26 @@ class _OfficialReleaseBuilder(datasets.GeneratorBasedBuilder):
                 json.dump(self.skipped_rows, file, indent=1, ensure_ascii=False)
 
     def _generate_examples(self, split: str, sources: list):
+        examples = 0
         for part, split_file in sources:
-            yield from self._generate_part(split, part, split_file)
+            for key, example in self._generate_part(split, part, split_file):
+                examples += 1
+                yield key, example
             for path in (part.audio_pickle, part.video_pickle):
                 self._pickle_uses[path] -= 1
                 if self._pickle_uses[path] <= 0 and self._pickles.pop(path, None) is not None:
                     _return_freed_memory_to_os()  # last reader done: free the features
+        if examples == 0:
+            # Every row was skipped (skip_bad_rows=True); `datasets` would cache the empty split and then fail
+            # with "Instruction ... corresponds to no data".
+            skipped = [row for row in self.skipped_rows if row["split"] == split]
+            tsvs = ", ".join(str(part.tsv(split_file)) for part, split_file in sources)
+            raise MIntRecFormatError(
+                f"split {split!r}: all {len(skipped)} rows of {tsvs} were skipped as bad (skip_bad_rows=True), which "
+                "leaves no example; expected at least one valid row."
+                + (f" First reason: {skipped[0]['reason']}" if skipped else ""),
+                row_level=False,
+            )  # fmt: skip
 
     # ---- reading ----------------------------------------------------------------------------------
     def _pickle(self, path: Path, modality: str, width: int) -> _FeaturePickle:
@@ -516,23 +549,47 @@ def _return_freed_memory_to_os() -> None:
         pass
 
 
+def _decode_tsv(path: Path) -> str:
+    """The text of a TSV, which must be UTF-8 (a byte-order mark is tolerated and dropped). The whole file is
+    decoded at once (an official TSV is at most a few MB) so that an invalid byte can be located by line."""
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise MIntRecFormatError(
+            f"{path}, line {line}: byte {column} of the line (0x{data[error.start]:02x}) is not valid UTF-8 "
+            f"({error.reason}); the official TSVs are UTF-8 text: re-save the file as UTF-8",
+            file=path, line=line, row_level=False,
+        ) from None  # fmt: skip
+
+
 def _read_tsv(path: Path, columns: tuple) -> Iterator[tuple[int, list]]:
     """(line number, fields) for each data row of an official TSV.
 
     QUOTE_NONE: the official files are not CSV-quoted; a text such as `he said "no"` is stored verbatim,
     so quotes must stay literal characters (the official loaders read texts with quotechar=None too).
-    utf-8-sig tolerates a byte-order mark. Blank lines are not rows and are passed over."""
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header != list(columns):
-            raise MIntRecFormatError(
-                f"{path}, line 1: expected the header {list(columns)} (tab-separated), got {header!r}",
-                file=path, line=1, row_level=False,
-            )  # fmt: skip
-        for fields in reader:
-            if fields:
-                yield reader.line_num, fields
+    Blank lines are not rows and are passed over; a TSV without any row is an error (every official TSV
+    has rows, and `datasets` cannot build an empty split)."""
+    # newline="": lines end where `open(path, newline="")` would end them, so line numbers match the file.
+    reader = csv.reader(io.StringIO(_decode_tsv(path), newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header != list(columns):
+        raise MIntRecFormatError(
+            f"{path}, line 1: expected the header {list(columns)} (tab-separated), got {header!r}",
+            file=path, line=1, row_level=False,
+        )  # fmt: skip
+    rows = 0
+    for fields in reader:
+        if fields:
+            rows += 1
+            yield reader.line_num, fields
+    if rows == 0:
+        raise MIntRecFormatError(
+            f"{path}: only the header line, no data rows; expected one tab-separated row per clip after the header",
+            file=path, row_level=False,
+        )  # fmt: skip
 
 
 def _warn_skipped(skipped_rows: list[dict], cache_folder: str) -> None:

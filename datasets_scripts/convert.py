@@ -216,7 +216,12 @@ def push_to_hub(
 ) -> str:
     """Upload a converted folder to the dataset repo `repo_id` (created if needed); returns the repo URL.
 
-    Raises HubPushError naming the repo and the reason (authentication, network, permissions...)."""
+    Raises HubPushError naming the repo and the reason (HTTP status and upload stage, or that the Hub
+    could not be reached), with the original error chained."""
+    # Imported here so that reading and converting data does not load transformers (hub_publishing's
+    # checkpoint check needs it); `describe_hub_error` is the project's one description of Hub failures.
+    from hub_publishing import describe_hub_error
+
     api = HfApi(token=token)
     try:
         repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -227,9 +232,13 @@ def push_to_hub(
             commit_message=commit_message,
             allow_patterns=["README.md", "data/*.parquet"],
         )
-    except Exception as error:  # huggingface_hub raises HfHubHTTPError, httpx2 errors, OSError, ValueError...
+    # The one boundary to the Hub, so every failure is caught: `HfHubHTTPError` and its subclasses for an
+    # HTTP error, the HTTP backend's own exception when the Hub cannot be reached, OSError / ValueError for
+    # local problems.
+    except Exception as error:
+        _, description = describe_hub_error(error)
         raise HubPushError(
-            f"Could not push {folder} to the Hub dataset repo {repo_id!r}: {type(error).__name__}: {error}. "
+            f"Could not push {folder} to the Hub dataset repo {repo_id!r}: {description}. "
             "Check the token (--token or `hf auth login`), that it has write access to the namespace, and the "
             "network connection."
         ) from error

@@ -1,7 +1,7 @@
 """Synthetic MIntRec / MIntRec2.0 releases with a controllable non-verbal signal.
 
-`write_synthetic_release` writes a complete release folder in the official layout of
-/work/shared/docs/mintrec-data.md (TSV headers, sample ids, pickle names, array shapes, official
+`write_synthetic_release` writes a complete release folder in the official layout of the MIntRec
+and MIntRec2.0 releases (TSV headers, sample ids, pickle names, array shapes, official
 label names and order), so the real loaders, the processor and the trainer can be exercised end to
 end without the (hand-downloaded) real data. The content is random but built so that the question
 the method asks -- "does the model use *how* a word is said?" -- has a known answer.
@@ -443,8 +443,10 @@ def write_synthetic_release(
     """Writes a synthetic release in the official layout into `out_dir` and returns `Path(out_dir)`.
 
     Args:
-        out_dir: the release folder to write (created if needed; files of an earlier release there
-            are overwritten). It is what a loader takes as `data_dir`.
+        out_dir: the release folder to write. It must be missing, empty, or a synthetic release this
+            function wrote (complete or interrupted), which is then rewritten; any other folder -- a real
+            MIntRec release, say -- raises `FileExistsError` and is left untouched. It is what a loader
+            takes as `data_dir`.
         benchmark: "MIntRec" (20 intents) or "MIntRec2.0" (30 intents + out-of-scope).
         num_train, num_dev, num_test: rows per split; default to the real release sizes
             (MIntRec 1,334 / 445 / 445; MIntRec2.0 6,165 / 1,106 / 2,033 -- the full MIntRec2.0
@@ -470,6 +472,8 @@ def write_synthetic_release(
         raise ValueError(f"benchmark must be 'MIntRec' or 'MIntRec2.0', got {benchmark!r}")
     if nonverbal_signal < 0 or length_scale <= 0:
         raise ValueError("nonverbal_signal must be >= 0 and length_scale > 0")
+    release_dir = Path(out_dir)
+    _check_writable_release_dir(release_dir)  # before any work: nothing in a foreign folder is touched
     is_mintrec2 = benchmark == "MIntRec2.0"
     requested = {"train": num_train, "dev": num_dev, "test": num_test}
     sizes = {split: _OFFICIAL_SIZES[benchmark][split] if n is None else int(n) for split, n in requested.items()}
@@ -479,7 +483,6 @@ def write_synthetic_release(
         for split, n in requested_ood.items()
     }
     labels = MINTREC2_LABELS if is_mintrec2 else MINTREC_LABELS
-    release_dir = Path(out_dir)
     params = dict(benchmark=benchmark, sizes=sizes, ood_sizes=ood_sizes, seed=seed,
                   nonverbal_signal=nonverbal_signal, length_scale=length_scale,
                   distractor_rate=distractor_rate, text_noise=text_noise,
@@ -556,7 +559,9 @@ def write_synthetic_release(
                 }
 
     release_dir.mkdir(parents=True, exist_ok=True)
-    # The metadata file marks a complete release: drop an earlier one before overwriting its files.
+    # From here on the folder is ours: the marker says so (and that the release is incomplete) until the metadata
+    # file, which marks a complete release, replaces it.
+    (release_dir / _WRITING_MARKER).write_text("written by datasets_scripts.synthetic\n", encoding="utf-8")
     (release_dir / "synthetic_metadata.json").unlink(missing_ok=True)
     if is_mintrec2:
         header = ["Dialogue_id", "Utterance_id", "Text", "Label", "Start_timestamp", "End_timestamp",
@@ -584,7 +589,31 @@ def write_synthetic_release(
     }
     with open(release_dir / "synthetic_metadata.json", "w", encoding="utf-8") as file:
         json.dump(metadata, file, ensure_ascii=False, indent=1)
+    (release_dir / _WRITING_MARKER).unlink()
     return release_dir
+
+
+# Present while `write_synthetic_release` writes a folder; an interrupted write leaves it, so the folder is still
+# recognised as the generator's own and may be rewritten.
+_WRITING_MARKER = ".synthetic_release_incomplete"
+
+
+def _check_writable_release_dir(release_dir: Path) -> None:
+    """Refuses to write into a folder that holds anything but a synthetic release of this generator: the files of a
+    real release (or anything else) there must never be overwritten."""
+    if not release_dir.exists():
+        return
+    if not release_dir.is_dir():
+        raise FileExistsError(f"{release_dir} is a file, not a folder: a synthetic release needs a folder.")
+    entries = sorted(entry.name for entry in release_dir.iterdir())
+    if not entries or "synthetic_metadata.json" in entries or _WRITING_MARKER in entries:
+        return
+    shown = ", ".join(entries[:8]) + (f", ... ({len(entries)} entries)" if len(entries) > 8 else "")
+    raise FileExistsError(
+        f"{release_dir} is not empty and holds no synthetic release (found: {shown}). A synthetic release is only "
+        "written into a missing or empty folder, or over one written by this generator (synthetic_metadata.json "
+        "present); choose another folder."
+    )
 
 
 # ---------------------------------------------------------------------------------------------

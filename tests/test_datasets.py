@@ -13,6 +13,7 @@ import shutil
 import datasets
 import numpy as np
 import pytest
+from numpy._core.multiarray import _reconstruct
 
 from datasets_scripts import (
     MINTREC2_LABELS,
@@ -26,7 +27,7 @@ from datasets_scripts import (
     load_mintrec,
     safe_load_file,
 )
-from datasets_scripts.safe_pickle import safe_load
+from datasets_scripts.safe_pickle import MAX_ARRAY_ELEMENTS, InvalidArrayError, safe_load
 from datasets_scripts.synthetic import write_synthetic_release
 
 
@@ -196,6 +197,30 @@ def test_cache_is_refreshed_when_the_release_changes(release_copy, tmp_path):
     assert load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))["validation"][0]["text"] == "an edited sentence."
 
 
+def test_cache_sees_a_same_size_edit_with_restored_mtime(release_copy, tmp_path):
+    """`cp -p` / `rsync -t` / os.utime keep size and mtime: the cache must still notice the new content."""
+    first = load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))
+    tsv, audio_pickle = release_copy / "dev.tsv", release_copy / "audio_data" / "audio_feats.pkl"
+    stamps = {path: os.stat(path) for path in (tsv, audio_pickle)}
+
+    header, *rows = read_rows(tsv)
+    rows[0][3] = "x" * len(rows[0][3].encode())  # as many bytes as the old text
+    write_rows(tsv, [header, *rows])
+    sample_id = first["train"][0]["id"]
+    original = safe_load_file(audio_pickle)[sample_id]
+    edited = original + 1  # same dtype and shape: the raw bytes are replaced in place
+    data = audio_pickle.read_bytes()
+    assert data.count(original.tobytes()) == 1
+    audio_pickle.write_bytes(data.replace(original.tobytes(), edited.tobytes()))
+    for path, stat in stamps.items():
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+    again = load_mintrec(release_copy, cache_dir=str(tmp_path / "cache"))
+    assert again["validation"][0]["text"] == rows[0][3] != first["validation"][0]["text"]
+    np.testing.assert_array_equal(again["train"].with_format("numpy")[0]["audio_features"], edited)
+
+
 # ------------------------------------------------------------------------------------------------
 # Errors name the file and the line or sample id
 # ------------------------------------------------------------------------------------------------
@@ -231,6 +256,36 @@ def test_wrong_header(release_copy, tmp_path):
     write_rows(release_copy / "test.tsv", [["Season", *header[1:]], *rows])
     message = load_error(release_copy, tmp_path / "cache")
     assert f"{release_copy / 'test.tsv'}, line 1" in message and "'Season'" in message
+
+
+def test_tsv_that_is_not_utf8_names_file_and_line(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "test.tsv")
+    rows[1][3] = "a caf\u00e9 in Latin-1"
+    lines = ["\t".join(row) + "\n" for row in [header, *rows]]
+    (release_copy / "test.tsv").write_bytes(b"".join(line.encode("latin-1") for line in lines))
+    message = load_error(release_copy, tmp_path / "cache")
+    # line 3 = second data row; "a caf" is 5 bytes after the 3 id columns and their tabs
+    column = len("\t".join(rows[1][:3])) + 1 + len("a caf") + 1
+    assert f"{release_copy / 'test.tsv'}, line 3: byte {column} of the line (0xe9) is not valid UTF-8" in message
+    assert "re-save the file as UTF-8" in message
+
+
+@pytest.mark.parametrize("after_header", ["", "\n\n"], ids=["header_only", "header_and_blank_lines"])
+def test_tsv_without_rows_names_the_file(release_copy, tmp_path, after_header):
+    header = read_rows(release_copy / "test.tsv")[0]
+    (release_copy / "test.tsv").write_text("\t".join(header) + "\n" + after_header, encoding="utf-8")
+    message = load_error(release_copy, tmp_path / "cache")
+    assert f"{release_copy / 'test.tsv'}: only the header line, no data rows" in message
+
+
+def test_split_whose_rows_are_all_skipped_is_an_error(release_copy, tmp_path):
+    header, *rows = read_rows(release_copy / "dev.tsv")
+    for row in rows:
+        row[4] = "Sarcasm"
+    write_rows(release_copy / "dev.tsv", [header, *rows])
+    message = load_error(release_copy, tmp_path / "cache", skip_bad_rows=True)
+    assert f"split 'validation': all {len(rows)} rows of {release_copy / 'dev.tsv'} were skipped" in message
+    assert "'Sarcasm'" in message
 
 
 def test_unknown_label_lists_known_labels(release_copy, tmp_path):
@@ -359,11 +414,13 @@ def test_safe_pickle_refuses_code_execution(tmp_path):
 
 
 class _Reducer:
-    def __init__(self, callable_, args):
-        self.callable_, self.args = callable_, args
+    """Pickles as `callable_(*args)`, followed by a BUILD of `state` when given."""
+
+    def __init__(self, callable_, args, state=None):
+        self.callable_, self.args, self.state = callable_, args, state
 
     def __reduce__(self):
-        return (self.callable_, self.args)
+        return (self.callable_, self.args) if self.state is None else (self.callable_, self.args, self.state)
 
 
 def test_malicious_release_pickle_is_refused_by_the_builder(release_copy, tmp_path):
@@ -401,6 +458,176 @@ def test_safe_pickle_round_trips_numpy_and_containers(tmp_path, protocol):
     assert loaded["scalars"] == payload["scalars"] and type(loaded["scalars"][0]) is np.float32
     assert loaded["set"] == {1, 2} and loaded["bytes"] == b"\x00\xff"
     np.testing.assert_array_equal(loaded["torch"], np.arange(6, dtype=np.float32).reshape(2, 3))
+
+
+def _tensor_pickle(storage_elements, offset, size, stride, storage=None):
+    """Pickles as torch's own rebuild of a float32 tensor, with the given layout over a storage of
+    `storage_elements` elements holding 0, 1, 2, ... (or over `storage`)."""
+    import torch
+
+    rebuild, (own_storage, _, _, _, *rest) = torch.arange(storage_elements, dtype=torch.float32).__reduce_ex__(2)
+    return _Reducer(rebuild, (own_storage if storage is None else storage, offset, size, stride, *rest))
+
+
+def _storage_bytes(elements):
+    """The bytes `torch.storage._load_from_bytes` receives for a float32 storage holding 0, 1, 2, ..."""
+    import torch
+
+    storage = torch.arange(elements, dtype=torch.float32).__reduce_ex__(2)[1][0]
+    return storage.__reduce__()[1][0]
+
+
+def _pickle_file(tmp_path, features):
+    path = tmp_path / "audio_feats.pkl"
+    with open(path, "wb") as file:
+        pickle.dump(features, file, protocol=4)
+    return path
+
+
+def _load_refused(path, **kwargs):
+    with pytest.raises(InvalidArrayError) as info:
+        safe_load_file(path, **kwargs)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    "storage_elements, offset, size, stride, needed",
+    [
+        (16, 0, (9, 768), (768, 1), 6912),  # 16 floats behind a (9, 768) tensor
+        (6912, 1, (9, 768), (768, 1), 6913),  # offset: one element past the end
+        (6912, 0, (9, 768), (769, 1), 6920),  # stride
+    ],
+    ids=["size", "offset", "stride"],
+)
+def test_tensor_reaching_past_its_storage_is_refused(tmp_path, storage_elements, offset, size, stride, needed):
+    # A view that fits is read exactly: rows 1..8 of a (9, 768) storage.
+    fits = safe_load_file(_pickle_file(tmp_path, {"S05_E16_328": _tensor_pickle(6912, 768, (8, 768), (768, 1))}))
+    np.testing.assert_array_equal(fits["S05_E16_328"], np.arange(768, 6912, dtype=np.float32).reshape(8, 768))
+
+    bad = _tensor_pickle(storage_elements, offset, size, stride)
+    path = _pickle_file(tmp_path, {"S05_E16_328": np.zeros((2, 768), np.float32), "S05_E16_329": bad})
+    message = _load_refused(path)
+    assert message.startswith(f"{path}, sample S05_E16_329: tensor of size {size}")
+    assert f"needs {needed} elements but its storage holds {storage_elements}" in message
+
+
+def test_tensor_with_a_negative_stride_is_refused(tmp_path):
+    path = _pickle_file(tmp_path, {"dia0_utt0": _tensor_pickle(6912, 6144, (9, 768), (-768, 1))})
+    assert f"{path}, sample dia0_utt0: tensor of size (9, 768) has stride (-768, 1)" in _load_refused(path)
+
+
+@pytest.mark.parametrize(
+    "storage_elements, size, stride, elements",
+    [
+        (16, (2**20, 2**20), (2**20, 1), "1,099,511,627,776"),  # 4 TiB of float32
+        (1, (10**9,), (0,), "1,000,000,000"),  # fits its storage (stride 0), but 10^9 elements to copy later
+    ],
+    ids=["dense", "stride_0"],
+)
+def test_huge_tensor_fails_fast_without_allocating(tmp_path, storage_elements, size, stride, elements):
+    path = _pickle_file(tmp_path, {"S05_E16_329": _tensor_pickle(storage_elements, 0, size, stride)})
+    message = _load_refused(path)  # refused by the element count, before torch is asked for anything
+    assert f"{path}, sample S05_E16_329: tensor of shape {size} has {elements} elements" in message
+    assert f"more than the {MAX_ARRAY_ELEMENTS:,} allowed for one array (max_array_elements)" in message
+
+
+def test_tensor_storage_is_checked_before_torch_allocates_it(tmp_path):
+    import torch.storage
+
+    blob = _storage_bytes(16)
+    count_of_16 = b"X\x03\x00\x00\x00cpuq\x03K\x10"  # ... "cpu", 16 (BININT1) in torch's storage record
+    assert blob.count(count_of_16) == 1
+    claims_255 = blob.replace(count_of_16, count_of_16[:-1] + b"\xff")
+    storage = _Reducer(torch.storage._load_from_bytes, (claims_255,))
+    path = _pickle_file(tmp_path, {"S05_E16_329": _tensor_pickle(16, 0, (16,), (1,), storage=storage)})
+    message = _load_refused(path)
+    assert message.startswith(f"{path}, sample S05_E16_329: tensor storage declares 255 torch.float32 elements")
+    assert f"(1,020 bytes) but holds {len(claims_255)} bytes in all" in message
+
+    path = _pickle_file(tmp_path, {"dia0_utt0": _tensor_pickle(100, 0, (10,), (1,))})
+    message = _load_refused(path, max_array_elements=50)
+    assert message.startswith(f"{path}, sample dia0_utt0: tensor storage of torch.float32 has 100 elements")
+    assert "more than the 50 allowed" in message
+    assert safe_load_file(path, max_array_elements=100)["dia0_utt0"].tolist() == list(range(10))
+
+
+def _numpy_array_pickle(shape, dtype, data, dtype_state=None):
+    """Pickles as numpy's own protocol 0-4 rebuild of an array, _reconstruct + BUILD (1, shape, dtype, False,
+    data), with the dtype's state replaced when given."""
+    dtype = np.dtype(dtype)
+    dtype_pickle = _Reducer(np.dtype, dtype.__reduce__()[1], dtype_state or dtype.__reduce__()[2])
+    return _Reducer(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dtype_pickle, False, data))
+
+
+@pytest.mark.parametrize(
+    "array, expected",
+    [
+        # numpy reads 3 objects from a 1-item list: past its end
+        (_numpy_array_pickle((3,), object, [1]),
+         "numpy array of shape (3,) and dtype object needs a list of 3 elements but its data is a list of 1"),
+        # flags 63 = "elements are Python objects": numpy would use the float bytes as pointers
+        (_numpy_array_pickle((2,), np.float32, bytes(8), (3, "<", None, None, None, -1, -1, 63)),
+         "numpy dtype <f4 has flags 63, which say its elements are Python objects, but numpy gives that type flags 0"),
+        # ... and an object dtype whose flags were cleared: numpy would copy raw bytes in as object pointers
+        (_numpy_array_pickle((1,), object, bytes(8), (3, "|", None, None, None, -1, -1, 0)),
+         "numpy dtype |O has flags 0, which say its elements are not Python objects, but numpy gives that type"),
+        (_numpy_array_pickle((10**9,), np.float32, bytes(16)),
+         "numpy array of shape (1000000000,) has 1,000,000,000 elements, more than the"),
+        (_numpy_array_pickle((9, 768), np.float32, bytes(64)),
+         "numpy array of shape (9, 768) and dtype float32 needs 27648 bytes but its data holds 64 bytes"),
+        # numpy's pickles always say (0,): another shape would be allocated before any state is checked
+        (_Reducer(_reconstruct, (np.ndarray, (10**6,), b"b")),
+         "numpy _reconstruct(numpy.ndarray, (1000000,), b'b'): expected (numpy.ndarray, (0,), type code)"),
+    ],  # fmt: skip
+    ids=["short_object_list", "forged_object_flags", "cleared_object_flags", "huge_shape", "short_data",
+         "reconstruct_shape"],
+)
+def test_inconsistent_numpy_array_is_refused(tmp_path, array, expected):
+    path = _pickle_file(tmp_path, {"S05_E16_328": np.arange(3.0), "S05_E16_329": array})
+    message = _load_refused(path)
+    assert message.startswith(f"{path}, sample S05_E16_329: ") and expected in message
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (_Reducer(bytes, (10**13,)), "bytes(10000000000000,) has 10,000,000,000,000 elements"),
+        (_Reducer(list, (_Reducer(range, (10**13,)),)), "range(10000000000000,) has 10,000,000,000,000 elements"),
+    ],
+    ids=["bytes", "list_of_range"],
+)
+def test_builtin_asked_for_a_huge_size_is_refused(tmp_path, value, expected):
+    path = _pickle_file(tmp_path, {"S05_E16_329": value})
+    message = _load_refused(path)
+    assert message.startswith(f"{path}: {expected}") and "max_array_elements" in message
+
+
+def test_bad_tensor_in_a_release_names_the_pickle_and_the_sample(release_copy, tmp_path):
+    sample_id = "_".join(read_rows(release_copy / "dev.tsv")[2][:3])
+    audio_pickle = release_copy / "audio_data" / "audio_feats.pkl"
+    bad = _tensor_pickle(16, 0, (9, 768), (768, 1))
+    edit_pickle(audio_pickle, lambda features: features.update({sample_id: bad}))
+    message = load_error(release_copy, tmp_path / "cache", InvalidArrayError)
+    assert message.startswith(f"{audio_pickle}, sample {sample_id}: tensor of size (9, 768)")
+    assert "needs 6912 elements but its storage holds 16" in message
+
+
+def test_corrupted_size_in_a_pickle_names_the_file(tmp_path):
+    # BINBYTES8 (opcode 0x8e) announcing 2**60 bytes: the unpickler tries to allocate them (MemoryError).
+    path = tmp_path / "video_feats.pkl"
+    path.write_bytes(b"\x80\x04}\x94\x8c\x0bS05_E16_329\x8e" + (2**60).to_bytes(8, "little") + b"\x00" * 64)
+    with pytest.raises(pickle.UnpicklingError) as info:
+        safe_load_file(path)
+    assert str(info.value).startswith(f"Could not unpickle {path}: ")
+
+
+def test_truncated_tensor_storage_names_the_file_and_the_sample(tmp_path):
+    import torch.storage
+
+    storage = _Reducer(torch.storage._load_from_bytes, (_storage_bytes(16)[:-8],))  # the last 2 floats cut off
+    path = _pickle_file(tmp_path, {"S05_E16_329": _tensor_pickle(16, 0, (16,), (1,), storage=storage)})
+    message = _load_refused(path)
+    assert message.startswith(f"{path}, sample S05_E16_329: could not rebuild an array (RuntimeError: ")
 
 
 # ------------------------------------------------------------------------------------------------

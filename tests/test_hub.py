@@ -1,26 +1,38 @@
 """Tests of hub_publishing: checkpoint check, model card, and uploads against a stand-in Hub.
 
-huggingface_hub 2.x sends every request through one shared `httpx2.Client`; the `fake_hub` fixture
-swaps its transport for an `httpx2.MockTransport` that answers the endpoints `create_repo` and
-`upload_folder` call (repos/create, validate-yaml, preupload, LFS batch + PUT, commit as NDJSON)
-and records every request. Nothing leaves the machine.
+huggingface_hub sends every request through one shared client of its HTTP backend (httpx2 in 2.x,
+httpx in 1.x); the `fake_hub` fixture swaps its transport for a `MockTransport` that answers the
+endpoints `create_repo` and `upload_folder` call (repos/create, validate-yaml, preupload, LFS batch +
+PUT, commit as NDJSON) and records every request. Nothing leaves the machine. Only these tests touch the
+backend; the code under test uses huggingface_hub's public API.
 """
 
+import ast
 import base64
 import hashlib
 import json
 import time
+from importlib import metadata
 from pathlib import Path
 
-import httpx2
 import pytest
 import torch
+import yaml
 from huggingface_hub import ModelCard, constants
 from huggingface_hub.utils import _http
 from safetensors.torch import save_file
 
 import hub_publishing
+from datasets_scripts.convert import HubPushError
+from datasets_scripts.convert import push_to_hub as push_dataset_to_hub
 from hub_publishing import CheckpointError, HubPublishingError, push_checkpoint, render_model_card, verify_checkpoint
+
+try:  # huggingface_hub 2.x talks through httpx2, 1.x through httpx (same API)
+    import httpx2
+except ImportError:
+    import httpx as httpx2
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # huggingface_hub's own LFS PUT passes `data=<file>` to httpx2, which warns; not this project's code.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
@@ -39,7 +51,8 @@ class FakeHub:
     """Minimal Hub: answers the endpoints of create_repo / upload_folder and records the requests.
 
     `lfs_suffixes`: files stored through LFS (the real Hub decides by size and type); others are
-    sent inline (base64) in the commit. `fail`: {endpoint name: (status, message)} to inject errors.
+    sent inline (base64) in the commit. `fail`: {endpoint name: (status, message)} to answer with an
+    HTTP error, or {endpoint name: exception} to raise it as the transport would (no response at all).
     """
 
     def __init__(self, lfs_suffixes=(), fail=None):
@@ -71,6 +84,8 @@ class FakeHub:
         request.read()
         name = self.endpoint_of(request)
         self.requests.append((name, request))
+        if isinstance(self.fail.get(name), Exception):
+            raise self.fail[name]
         if name in self.fail:
             status, message = self.fail[name]
             return httpx2.Response(status, headers={"X-Error-Message": message}, json={"error": message})
@@ -234,6 +249,44 @@ TRAINING_ARGS = {
 }
 
 
+# results.json of a job on a synthetic release, as the trainer writes it: per-class F1, the non-verbal
+# intents' scores, run bookkeeping, and null for an undefined metric.
+SYNTHETIC_RESULTS = {
+    "runs": [
+        {
+            "fusion": "dyken",
+            "seed": 0,
+            "validation": {"accuracy": 0.6667, "f1_macro": 0.6, "auroc": None},
+            "test": {"accuracy": 0.625, "f1_macro": 0.5833, "precision_macro": 0.6111, "recall_macro": 0.625},
+            "test_per_class_f1": {"Complain": 0.5, "Praise": 0.25, "Apologise": 1.0},
+            "test_nonverbal": {"f1_macro": 0.375, "accuracy": 0.5},
+            "num_examples": {"train": 24, "validation": 6, "test": 8},
+            "best_epoch": 2,
+            "stopped_early": False,
+            "completed_steps": 18,
+        }
+    ],
+    "summary": {
+        "dyken": {
+            "accuracy": {"mean": 0.625, "std": 0.0},
+            "f1_macro": {"mean": 0.5833, "std": 0.0},
+            "precision_macro": {"mean": 0.6111, "std": 0.0},
+            "recall_macro": {"mean": 0.625, "std": 0.0},
+            "nonverbal_f1_macro": {"mean": 0.375, "std": 0.0},
+            "nonverbal_accuracy": {"mean": 0.5, "std": 0.0},
+        }
+    },
+}
+# A repository name without the benchmark's name, so that any "MIntRec" in the metadata comes from the card.
+DEMO_REPO_ID = "someone/dyken-hyena-demo"
+
+
+def _metadata_block(card_text: str) -> str:
+    """The YAML between the card's two `---` lines, as the Hub reads it."""
+    assert card_text.startswith("---\n")
+    return card_text[4 : card_text.index("\n---\n", 4)]
+
+
 # ------------------------------------------------------------------------------------------------
 # verify_checkpoint
 # ------------------------------------------------------------------------------------------------
@@ -323,11 +376,19 @@ def test_model_card_metadata_parses_back(checkpoint):
     assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # from config.json text_config
     assert data.datasets == ["someone/mintrec-features"]
     assert data.model_name == "dyken-hyena-mintrec"
-    # model-index: this checkpoint's run (fusion dyken, seed 0), test split, as percentages.
+    # model-index: this checkpoint's run (fusion dyken, seed 0), test split, as fractions in [0, 1] like
+    # the Hub's evaluation results and the transformers Trainer's cards; the card says so.
     metrics = _metrics_by_name(parsed)
-    assert metrics["Accuracy"].metric_value == pytest.approx(72.65)
-    assert metrics["Macro F1"].metric_value == pytest.approx(68.64)
-    assert metrics["Weighted precision"].metric_value == pytest.approx(73.02)
+    assert {name: result.metric_value for name, result in metrics.items()} == {
+        "Accuracy": 0.7265,
+        "Macro F1": 0.6864,
+        "Macro precision": 0.6908,
+        "Macro recall": 0.6928,
+        "Weighted F1": 0.7201,
+        "Weighted precision": 0.7302,
+    }
+    assert "metrics as **fractions in [0, 1]**" in parsed.text
+    assert "The tables show **percentages**" in parsed.text and "| Accuracy | 72.65 |" in parsed.text
     assert metrics["Macro F1"].metric_type == "f1" and metrics["Macro F1"].metric_args == {"average": "macro"}
     for result in parsed.data.eval_results:
         assert result.task_type == "text-classification"
@@ -353,7 +414,7 @@ def test_model_card_falls_back_to_seed_mean_and_skips_nan(checkpoint):
     results["summary"]["dyken"]["auroc"] = {"mean": float("nan"), "std": float("nan")}
     card = ModelCard(str(render_model_card(checkpoint, results, {"fusion": "dyken"}, dataset_name="MIntRec2.0")))
     metrics = _metrics_by_name(card)
-    assert metrics["Accuracy"].metric_value == pytest.approx(72.32)  # round(72.325, 2) in binary floating point
+    assert metrics["Accuracy"].metric_value == pytest.approx(0.72325)  # the mean over seeds, not rounded
     assert "AUROC (out-of-scope vs in-scope)" not in metrics  # NaN is not a value for the model-index
     assert "| AUROC (out-of-scope vs in-scope) | n/a |" in card.text
     assert "mean over 2 seeds" in card.text
@@ -377,6 +438,105 @@ def test_model_card_rejects_percentages_and_local_base_model(checkpoint, tmp_pat
     # A local folder is not a Hub id: it stays out of the `base_model` metadata.
     card = ModelCard(str(render_model_card(checkpoint, base_model=str(tmp_path))))
     assert card.data.base_model is None
+
+
+def test_synthetic_run_card_claims_no_benchmark_result(checkpoint):
+    # The trainer's call for a job on a synthetic release (no Hub dataset), with the synthetic flag.
+    card = render_model_card(
+        checkpoint,
+        results=json.loads(json.dumps(SYNTHETIC_RESULTS)),
+        training_args=TRAINING_ARGS,
+        dataset_name="MIntRec",
+        dataset_id=None,
+        base_model="sentence-transformers/all-MiniLM-L6-v2",
+        repo_id=DEMO_REPO_ID,
+        synthetic=True,
+    )
+    parsed = ModelCard(str(card))
+    # Metadata: nothing the Hub would index as a MIntRec result, and a tag that says synthetic.
+    metadata_yaml = _metadata_block(str(card))
+    assert "model-index" not in metadata_yaml and "mintrec" not in metadata_yaml.lower()
+    assert parsed.data.eval_results is None and parsed.data.datasets is None and parsed.data.metrics is None
+    assert hub_publishing.SYNTHETIC_DATA_TAG in parsed.data.tags
+    assert yaml.safe_load(metadata_yaml)["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    # Body: the notice at the top, synthetic training data, no MIntRec data licence or limitations.
+    text = parsed.text
+    notice = "> **Demonstration checkpoint trained on synthetic data: this is not a MIntRec model.**"
+    assert notice in text and text.index(notice) < text.index("## Model details")
+    assert "- **Training data:** **synthetic** data in the MIntRec format" in text
+    assert "the synthetic training data holds no third-party material" in text
+    benchmark_only = (
+        "CC BY-NC-SA",  # the MIntRec data licence
+        "Superstore",  # the limitations of the benchmark's TV-series clips
+        "about 85% accuracy on MIntRec",
+        "Extract features with the benchmark's released tools",
+        "cite the method and the benchmark",
+    )
+    for passage in benchmark_only:
+        assert passage not in text, passage
+    assert "Trained on generated data only" in text
+    assert "This card\ntherefore has no `model-index` metadata" in text
+    # The scores are still reported, labelled as synthetic.
+    assert "| Metric | Synthetic (MIntRec format) |" in text and "| Metric | MIntRec |" not in text
+    assert "| Accuracy | 62.50 |" in text and "| Macro F1 | 58.33 ± 0.00 |" in text
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    [{"dataset": "synthetic"}, {"dataset": "mintrec", "data_dir": "releases/generated", "is_synthetic": True}],
+    ids=["dataset-synthetic", "is_synthetic"],
+)
+def test_synthetic_run_is_recognised_from_its_training_arguments(checkpoint, recorded):
+    # training_args.json as the trainer saves it with the best checkpoint; the card is rendered without the flag.
+    (checkpoint / "training_args.json").write_text(json.dumps({**TRAINING_ARGS, **recorded}))
+    card = render_model_card(checkpoint, SYNTHETIC_RESULTS, dataset_name="MIntRec", repo_id=DEMO_REPO_ID)
+    card = ModelCard(str(card))
+    assert card.data.eval_results is None
+    assert "Demonstration checkpoint trained on synthetic data" in card.text
+    with pytest.raises(ValueError, match="synthetic=False, but the training arguments record a synthetic run"):
+        render_model_card(checkpoint, SYNTHETIC_RESULTS, synthetic=False)
+
+
+def test_cli_synthetic_flag(checkpoint, tmp_path):
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps(SYNTHETIC_RESULTS))
+    arguments = [str(checkpoint), "--hub_model_id", DEMO_REPO_ID, "--results", str(results_path), "--dry_run"]
+    assert hub_publishing.main(arguments + ["--synthetic"]) == 0
+    card = ModelCard.load(checkpoint / "README.md")
+    assert card.data.eval_results is None and hub_publishing.SYNTHETIC_DATA_TAG in card.data.tags
+    # Without the flag (and no synthetic run recorded in the training arguments) it is a benchmark card.
+    assert hub_publishing.main(arguments) == 0
+    assert _metrics_by_name(ModelCard.load(checkpoint / "README.md"))["Accuracy"].metric_value == pytest.approx(0.625)
+
+
+def test_card_names_the_declared_minimum_transformers_version(checkpoint, monkeypatch):
+    declared = ["torch>=2.4", "transformers<7,>=5.3.1", 'transformers>=9.0; extra == "test"', "datasets>=4.0"]
+    monkeypatch.setattr(metadata, "requires", lambda name: declared if name == "dyken-hyena" else None)
+    text = ModelCard(str(render_model_card(checkpoint))).text
+    assert "- **Requires:** `transformers>=5.3.1`" in text
+    assert "loading needs `trust_remote_code=True` and\n`transformers>=5.3.1`" in text
+
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "requires", not_installed)
+    fallback = hub_publishing.FALLBACK_MINIMUM_TRANSFORMERS_VERSION
+    assert f"- **Requires:** `transformers>={fallback}`" in ModelCard(str(render_model_card(checkpoint))).text
+
+
+def test_fallback_minimum_transformers_version_is_the_declared_floor():
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+
+    dependencies = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    floors = [
+        spec.version
+        for requirement in map(Requirement, dependencies)
+        if requirement.name == "transformers"
+        for spec in requirement.specifier
+        if spec.operator == ">="
+    ]
+    assert floors == [hub_publishing.FALLBACK_MINIMUM_TRANSFORMERS_VERSION]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -419,7 +579,7 @@ def test_push_uploads_the_complete_checkpoint(fake_hub, checkpoint):
 
     # The README now in the folder is the card that was uploaded; its metadata parses back.
     uploaded_card = ModelCard(committed["README.md"][1].decode())
-    assert _metrics_by_name(uploaded_card)["Accuracy"].metric_value == pytest.approx(72.65)
+    assert _metrics_by_name(uploaded_card)["Accuracy"].metric_value == pytest.approx(0.7265)
     assert (checkpoint / "README.md").read_text() == str(card)
 
 
@@ -492,6 +652,38 @@ def test_failed_lfs_transfer_names_the_http_status(fake_hub, checkpoint, monkeyp
     assert file_hashes(checkpoint) == before
 
 
+@pytest.mark.parametrize("failure", ["no-connection", "http-403"])
+def test_both_uploaders_describe_a_hub_failure_alike(fake_hub, checkpoint, tmp_path, monkeypatch, failure):
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    if failure == "no-connection":
+        # What the HTTP backend raises when the Hub's name does not resolve; huggingface_hub re-raises it as is.
+        fake_hub.fail["create"] = httpx2.ConnectError("[Errno -3] Temporary failure in name resolution")
+        expected = [
+            f"the Hub could not be reached ({httpx2.ConnectError.__module__}.ConnectError: "
+            "[Errno -3] Temporary failure in name resolution)"
+        ]
+        expected_status, expected_cause = None, httpx2.ConnectError
+    else:
+        fake_hub.fail["commit"] = (403, "no write access to this repository")
+        expected = ["HTTP 403 during commit (POST https://", "/commit/main): no write access to this repository"]
+        expected_status, expected_cause = 403, hub_publishing.HfHubHTTPError
+    converted = tmp_path / "converted"
+    (converted / "data").mkdir(parents=True)
+    (converted / "README.md").write_text("---\nlicense: cc-by-nc-sa-4.0\n---\n# MIntRec features\n")
+    (converted / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1 stand-in shard PAR1")
+
+    with pytest.raises(HubPublishingError) as model_upload:
+        push_checkpoint(checkpoint, REPO_ID, token=TOKEN)
+    with pytest.raises(HubPushError) as dataset_upload:
+        push_dataset_to_hub(converted, "someone/mintrec-features", token=TOKEN)
+
+    assert model_upload.value.status_code == expected_status
+    for error in (model_upload.value, dataset_upload.value):
+        for fragment in expected:
+            assert fragment in str(error), (type(error).__name__, str(error))
+        assert isinstance(error.__cause__, expected_cause)  # the original error stays chained
+
+
 def test_incomplete_checkpoint_sends_no_request(fake_hub, checkpoint):
     (checkpoint / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="model.safetensors is missing"):
@@ -523,7 +715,7 @@ def test_cli_pushes_with_results(fake_hub, checkpoint, tmp_path, capsys):
     assert exit_code == 0, capsys.readouterr().err
     assert fake_hub.created_repos[0]["visibility"] == "private"
     readme = ModelCard(fake_hub.committed_files()["README.md"][1].decode())
-    assert _metrics_by_name(readme)["Macro F1"].metric_value == pytest.approx(68.64)  # seed 0 from training_args.json
+    assert _metrics_by_name(readme)["Macro F1"].metric_value == pytest.approx(0.6864)  # seed 0 from training_args.json
     assert "training_args.json" in fake_hub.committed_files()
     assert "revision=" in capsys.readouterr().out
 
@@ -539,3 +731,24 @@ def test_cli_dry_run_and_failure(fake_hub, checkpoint, capsys):
         "code file modeling_dyken.py (needed by auto_map or a relative import) is missing" in capsys.readouterr().err
     )
     assert fake_hub.requests == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Dependencies
+# ------------------------------------------------------------------------------------------------
+
+
+def test_hub_code_imports_no_http_backend():
+    # huggingface_hub's HTTP backend (httpx2 in 2.x, httpx in 1.x) is its own business and not a dependency
+    # of this project: the uploaders talk to the Hub through huggingface_hub's public API only.
+    for relative_path in ("hub_publishing.py", "datasets_scripts/convert.py"):
+        tree = ast.parse((REPO_ROOT / relative_path).read_text(encoding="utf-8"))
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+        }
+        assert not imported & {"httpx", "httpx2"}, f"{relative_path} imports {sorted(imported & {'httpx', 'httpx2'})}"

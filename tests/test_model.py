@@ -176,7 +176,9 @@ def test_kernels_differ_across_tokens_and_follow_audio_and_video(alignment):
     batch = make_batch(batch_size=2)
     kernels = kernels_of(model, batch)
     assert kernels.shape == (2, 12, 4, 3)
-    torch.testing.assert_close(kernels.sum(-1), torch.ones(2, 12, 4))  # softmax over the taps
+    # A softmax over the taps and an "off" logit: positive taps that sum to less than 1, by a per-token amount.
+    assert (kernels > 0).all() and (kernels.sum(-1) < 1).all()
+    assert kernels.sum(-1).std() > 1e-3
     assert (kernels[:, 1:] - kernels[:, :-1]).abs().amax() > 1e-3  # a kernel per token, not one per utterance
 
     other_audio = dict(batch, audio_features=torch.randn_like(batch["audio_features"]))
@@ -272,22 +274,52 @@ def test_long_filter_decays_and_does_not_depend_on_sequence_length():
 # ----------------------------------------------------------------------------------------------- training
 
 
+def after_one_step(model, batch, labels):
+    """The model after one Adam step on the batch (every weight moves by about the learning rate): DyKen's
+    modulation starts at exactly zero (its output projection does), so only from here on does every part of the
+    fusion take part."""
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model(**batch, labels=labels).loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return model
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
         dict(alignment="ctc"), dict(alignment="none"), dict(alignment="conv1d", fusion="mag"),
         dict(use_dynamic_short_conv=False), dict(cross_attention_tied_key_value=False),
+        dict(short_kernel_size=1), dict(short_kernel_size=1, kernel_normalization="none"),
+        dict(short_kernel_size=5, kernel_normalization="none"),
     ],
 )
 def test_every_trainable_parameter_receives_a_gradient(overrides):
-    model = build(**overrides).train()
     batch = make_batch(batch_size=4)
     batch["attention_mask"][1, 8:] = 0
     batch["audio_attention_mask"][2, 20:] = 0
-    loss = model(**batch, labels=torch.tensor([0, 1, 2, 3])).loss
-    loss.backward()
+    labels = torch.tensor([0, 1, 2, 3])
+    model = after_one_step(build(**overrides), batch, labels)
+    model(**batch, labels=labels).loss.backward()
     missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
     assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("normalization", ["softmax", "none"])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_audio_and_video_change_the_logits_at_every_kernel_size(kernel_size, normalization):
+    # The paper's Ks = 1 / 3 / 5 comparison must compare models that read audio and video: a one-tap softmax kernel
+    # that is always 1 would leave "text + static Hyena" at Ks = 1.
+    batch = make_batch(batch_size=4)
+    model = after_one_step(build(short_kernel_size=kernel_size, kernel_normalization=normalization), batch,
+                           torch.tensor([0, 1, 2, 3])).eval()
+    with torch.no_grad():
+        logits = model(**batch).logits
+        for modality in ("audio", "video"):
+            other = dict(batch, **{f"{modality}_features": torch.randn_like(batch[f"{modality}_features"])})
+            # A modality without a path into the model changes the logits by exactly 0, not by float noise.
+            assert (model(**other).logits - logits).abs().max() > 1e-6, modality
 
 
 def test_bf16_autocast_runs_on_cpu():
@@ -362,21 +394,21 @@ def test_from_text_pretrained_carries_the_packaged_minilm_weights():
     torch.testing.assert_close(ours, theirs)
 
 
-def test_without_modulation_the_encoder_receives_exactly_its_pretrained_embeddings():
-    # The fusion is a pre-norm residual e + Hyena(LayerNorm(e)): zero the Hyena output and DyKen-Hyena must give
-    # the text-only model's hidden states, so a new fusion starts from the pretrained encoder's own input.
+def test_a_new_dyken_model_starts_as_the_text_model():
+    # The fusion is a pre-norm residual e + Hyena(LayerNorm(e)) whose output projection starts at zero: a new
+    # DyKen-Hyena gives exactly the text-only model's hidden states, so uninformative audio and video cannot perturb
+    # the pretrained encoder before training has found a use for them.
     dyken, text = build(seed=3), build(seed=3, fusion="text")
     text.dyken.text_model.load_state_dict(dyken.dyken.text_model.state_dict())
     batch = make_batch()
     batch["attention_mask"][0, 8:] = 0
     with torch.no_grad():
-        modulated = dyken.dyken(**batch).last_hidden_state
-        dyken.dyken.fusion.hyena.out_proj.weight.zero_()
-        dyken.dyken.fusion.hyena.out_proj.bias.zero_()
-        unmodulated = dyken.dyken(**batch).last_hidden_state
         reference = text.dyken(**batch).last_hidden_state
-    torch.testing.assert_close(unmodulated, reference)
-    assert (modulated - reference).abs().max() > 1e-3  # and the modulation does change them when it is on
+        torch.testing.assert_close(dyken.dyken(**batch).last_hidden_state, reference, atol=0, rtol=0)
+        torch.nn.init.normal_(dyken.dyken.fusion.hyena.out_proj.weight, std=0.1)
+        assert (dyken.dyken(**batch).last_hidden_state - reference).abs().max() > 1e-3  # the modulation, once on
+    legacy = build(seed=3, zero_init_modulation=False)  # nn.Linear's default, as safari's operator
+    assert legacy.dyken.fusion.hyena.out_proj.weight.abs().max() > 0
 
 
 def test_from_text_pretrained_applies_and_checks_text_config_overrides():

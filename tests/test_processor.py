@@ -111,13 +111,45 @@ def test_video_key_frames_are_squeezed_and_inputs_may_be_lists_or_arrays(process
         ([np.zeros((4, 768)), np.zeros(768)], r"audio_features\[1\] has shape \(768,\); expected \(T, D\) or \(T, 1, D\)"),
         ([np.zeros((4, 768)), np.zeros((4, 2, 768))], r"audio_features\[1\] has shape \(4, 2, 768\)"),
         ([np.zeros((4, 768)), np.zeros((4, 512))], r"audio_features\[1\] has shape \(4, 512\); expected \(T, 768\)"),
-        ([np.zeros((4, 768)), np.zeros((0, 768))], r"audio_features\[1\] has no frames"),
         ([np.zeros((4, 768))], r"audio_features has 1 items but text has 2"),
     ],
 )
 def test_bad_feature_arrays_are_reported_with_index_and_expected_shape(processor, audio, message):
     with pytest.raises(ValueError, match=message):
         processor(["a", "b"], audio_features=audio)
+
+
+def test_float_labels_keep_integral_values_and_refuse_fractions(processor):
+    # Label columns read from CSV / pandas are often float: 3.0 is class 3, 1.7 is no class at all.
+    batch = processor(["a", "b", "c"], labels=np.array([3.0, 0.0, 19.0]))
+    assert batch["labels"].tolist() == [3, 0, 19] and batch["labels"].dtype == torch.long
+    with pytest.raises(ValueError, match=r"labels\[1\] is 1\.7; expected an integer class id"):
+        processor(["a", "b"], labels=[0, 1.7])
+    with pytest.raises(ValueError, match=r"labels\[0\] is 2\.5; expected an integer class id"):
+        processor(["a"], labels=torch.tensor([2.5]))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([1, float("nan")], r"labels\[1\] is nan"),
+        ([float("inf"), 1], r"labels\[0\] is inf"),
+        ([1, 1e20], r"labels\[1\] is 1e\+20"),  # integral, but no int64 holds it
+        (["3", "4"], r"labels\[0\] is '3'"),  # names, not ids: map them with config.label2id first
+        ([1, None], r"labels\[1\] is None"),
+        ([True, False], r"labels\[0\] is True"),
+    ],
+)
+def test_labels_that_are_not_integer_class_ids_are_refused_with_their_row(processor, labels, message):
+    with pytest.raises(ValueError, match=message + r"; expected an integer class id"):
+        processor(["a", "b"], labels=labels)
+
+
+def test_an_empty_batch_is_refused(processor):
+    with pytest.raises(ValueError, match="text has no examples"):
+        processor([])
+    with pytest.raises(ValueError, match="text has no examples"):
+        processor([], audio_features=[], labels=[])
 
 
 def test_invalid_settings_are_rejected(tokenizer):

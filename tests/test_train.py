@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,11 +17,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import httpx2
+try:  # the HTTP client of huggingface_hub 2.x; 1.x uses httpx, with the same API
+    import httpx2
+except ImportError:
+    import httpx as httpx2
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import constants
+from huggingface_hub import ModelCard, constants
 from huggingface_hub.utils import _http
 from transformers import AutoTokenizer, BertConfig, BertModel
 
@@ -221,7 +225,8 @@ def test_single_process_run_trains_evaluates_and_saves(assets, reference_run, tm
     with torch.no_grad():
         accuracy = (model(**batch).logits.argmax(-1) == labels).float().mean().item()
     assert accuracy == pytest.approx(best_run["test"]["accuracy"])
-    assert "model-index" in (best / "README.md").read_text()
+    card = ModelCard.load(best / "README.md")  # a synthetic run claims no benchmark result
+    assert card.data.eval_results is None and "Demonstration checkpoint trained on synthetic data" in card.text
 
     # A user's environment: another folder, offline, Auto classes through the code files saved with the weights.
     code = (
@@ -358,7 +363,7 @@ def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(as
                  "processing_dyken.py", "processor_config.json", "tokenizer.json", "README.md"):
         assert name in committed, name
     card = committed["README.md"][1].decode()
-    assert "DyKen-Hyena" in card and "model-index" in card
+    assert "DyKen-Hyena" in card and "Demonstration checkpoint trained on synthetic data" in card
 
     # The next upload fails at the commit: main says so (exit status 1) and the local checkpoint stays whole.
     fake_hub.fail = {"commit": (403, "no write access to this repository")}  # a 5xx would be retried with backoff
@@ -368,3 +373,141 @@ def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(as
     assert status == 1
     assert "HTTP 403 during commit" in caplog.text and "local checkpoint" in caplog.text
     assert file_hashes(best) == before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Nothing of the user's is lost or silently reused: data folders, output folders, resumes, pushed files
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_synthetic_data_dir_never_writes_over_a_real_release(assets, tmp_path):
+    real = tmp_path / "MIntRec"  # a release in the official layout without the generator's metadata: a real one
+    shutil.copytree(assets.mintrec, real)
+    (real / "synthetic_metadata.json").unlink()
+    before = file_hashes(real)
+    arguments = tiny_args(assets, tmp_path / "out", "--fusion", "text", "--max_train_steps", "1")
+    arguments[arguments.index("--data_dir") + 1] = str(real)
+    with pytest.raises(train_accelerate.JobSetupError, match=r"MIntRec is not empty and holds no synthetic release"):
+        train_accelerate.main(arguments)
+    with pytest.raises(FileExistsError, match=r"found: audio_data, dev.tsv, test.tsv, train.tsv, video_data"):
+        write_synthetic_release(real, "MIntRec", length_scale=0.1, **SIZES)
+    assert file_hashes(real) == before
+
+    # Read as what it is, a MIntRec release: its card reports benchmark results, as fractions (the Hub's scale).
+    arguments[arguments.index("--dataset") + 1] = "mintrec"
+    assert train_accelerate.main(arguments) == 0
+    assert file_hashes(real) == before
+    card = ModelCard.load(tmp_path / "out" / "text" / "best_checkpoint" / "README.md")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {result.dataset_name for result in card.data.eval_results} == {"MIntRec"}
+    accuracy = next(r.metric_value for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert accuracy == pytest.approx(results["runs"][0]["test"]["accuracy"])
+
+    # The generator's own folders may be (re)written: empty, complete, or left incomplete by a killed write.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_synthetic_release(empty, "MIntRec", length_scale=0.1, **SIZES)
+    (empty / "synthetic_metadata.json").unlink()
+    (empty / ".synthetic_release_incomplete").touch()
+    write_synthetic_release(empty, "MIntRec", length_scale=0.1, **SIZES)
+    assert file_hashes(empty) == file_hashes(assets.mintrec)  # same parameters, same release
+
+
+def test_used_output_dir_is_refused_and_nothing_is_removed_before_the_data_has_loaded(assets, reference_run, tmp_path):
+    earlier = tmp_path / "earlier_job"
+    shutil.copytree(reference_run, earlier)
+    before = file_hashes(earlier)
+
+    # As users run it: one clear message, exit status 2, no traceback, nothing touched.
+    process = subprocess.run(
+        [sys.executable, str(SCRIPT), *tiny_args(assets, earlier, "--fusion", "text")],
+        env=assets.env, capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 2 and "is not empty" in process.stderr and "--overwrite_output_dir" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert file_hashes(earlier) == before
+
+    # Starting over, but with a typo in the data folder: the job fails before anything is removed.
+    typo = ["--dataset", "mintrec", "--data_dir", str(tmp_path / "MintRec"), "--overwrite_output_dir", "--fusion", "text"]
+    with pytest.raises((FileNotFoundError, ValueError), match="MintRec"):
+        train_accelerate.main(tiny_args(assets, earlier, *typo))
+    assert file_hashes(earlier) == before
+
+    # Starting over for real: the earlier results, logs and this job's runs are replaced, not mixed in.
+    restart = ["--overwrite_output_dir", "--fusion", "text", "--seeds", "1", "--max_train_steps", "2", "--report_to", "none"]
+    assert train_accelerate.main(tiny_args(assets, earlier, *restart)) == 0
+    results = json.loads((earlier / "results.json").read_text())
+    assert [(run["fusion"], run["seed"], run["completed_steps"]) for run in results["runs"]] == [("text", 1, 2)]
+    assert json.loads((earlier / "text" / "best_checkpoint" / "training_args.json").read_text())["max_train_steps"] == 2
+    log = (earlier / "logs" / "train_log.jsonl").read_text()
+    assert "dyken/seed_0/train_loss" not in log  # the earlier job's log went with it
+
+
+def test_resume_under_other_options_is_refused_naming_them(assets, reference_run, tmp_path):
+    earlier = tmp_path / "earlier_job"
+    shutil.copytree(reference_run, earlier)
+    before = file_hashes(earlier)
+    changed = tiny_args(assets, earlier, *REFERENCE, "--resume_from_checkpoint", "latest",
+                        "--learning_rate", "5e-4", "--alignment", "ctc")
+    with pytest.raises(train_accelerate.JobSetupError) as refused:
+        train_accelerate.main(changed)
+    message = str(refused.value)
+    for run in ("dyken/seed_0", "dyken/seed_1", "text/seed_0", "text/seed_1"):
+        assert run in message
+    assert "--learning_rate 0.001 -> 0.0005" in message and "--alignment None -> 'ctc'" in message
+    assert file_hashes(earlier) == before
+
+    # A checkpoint of an unfinished run is checked the same way; options that do not change a run may differ.
+    args = train_accelerate.parse_args(tiny_args(assets, tmp_path / "job", "--fusion", "dyken", "--resume_from_checkpoint", "latest"))
+    checkpoint = tmp_path / "job" / "dyken" / "seed_0" / "checkpoints" / "checkpoint-4"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "checkpoint_complete.json").write_text("{}")
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"fusion": "dyken", "seed": 0}))
+    (checkpoint / "run_arguments.json").write_text(json.dumps(train_accelerate.run_arguments(args, "dyken", 0, 1)))
+    args.logging_steps, args.per_device_eval_batch_size = 5, 3
+    plan = train_accelerate.plan_runs(args, tmp_path / "job", num_processes=1)
+    assert plan[0].resume_from == checkpoint and plan[0].reuse_result is None
+    args.max_train_steps = 7
+    with pytest.raises(train_accelerate.JobSetupError, match=r"dyken/seed_0 .*--max_train_steps None -> 7"):
+        train_accelerate.plan_runs(args, tmp_path / "job", num_processes=1)
+    with pytest.raises(train_accelerate.JobSetupError, match=r"--num_processes 1 -> 2"):
+        train_accelerate.plan_runs(train_accelerate.parse_args(
+            tiny_args(assets, tmp_path / "job", "--fusion", "dyken", "--resume_from_checkpoint", "latest")
+        ), tmp_path / "job", num_processes=2)
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--num_train_epochs", "0", "must be >= 1"),
+        ("--max_train_steps", "0", "must be >= 1"),
+        ("--learning_rate", "-1e-4", "must be > 0"),
+        ("--learning_rate", "nan", "must be a finite number"),
+        ("--checkpointing_steps", "0", "must be a number of optimizer steps >= 1"),
+        ("--per_device_train_batch_size", "0", "must be >= 1"),
+        ("--warmup_ratio", "1.5", "must be < 1"),
+        ("--seeds", "-1", "must be >= 0"),
+        ("--hub_model_id", "me/my model", "Repo id must use alphanumeric chars"),
+        ("--hub_model_id", "a/b/c", "Repo id must be in the form 'repo_name' or 'namespace/repo_name'"),
+    ],
+)
+def test_bad_option_values_are_refused_when_parsed(option, value, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        train_accelerate.parse_args([f"{option}={value}"])
+    assert exited.value.code == 2
+    assert f"argument {option}: {expected}" in capsys.readouterr().err
+    options = tmp_path / "options.yaml"  # a --config file goes through the same checks
+    options.write_text(f"{option[2:]}: {json.dumps(value)}\n")
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args(["--config", str(options)])
+    assert f"argument {option}: {expected}" in capsys.readouterr().err
+
+
+def test_pushed_files_name_no_local_folder(assets, reference_run):
+    best = reference_run / "dyken" / "best_checkpoint"
+    training_args = json.loads((best / "training_args.json").read_text())
+    assert (training_args["data_dir"], training_args["text_model"], training_args["output_dir"]) == (
+        "mintrec", "tiny-bert", "reference"
+    )
+    for name in ("training_args.json", "README.md", "config.json"):
+        assert str(assets.root) not in (best / name).read_text(), name
