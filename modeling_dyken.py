@@ -237,12 +237,13 @@ class CrossModalAttention(nn.Module):
     With `tied_key_value` one projection of the frames serves as both (the keys add the position code): the
     projection over hundreds of frames is the largest cost of reading them.
 
-    Token-level reading: each head adds a Gaussian distance bias -s_h (p_token - p_frame)^2 to its logits, p being
-    the relative place of the token in the sentence and of the frame in the clip, with a learned sharpness s_h per
-    head (initialised from broad to sharp across the heads). A sharp head reads the frames under its token, a broad
-    one the whole clip. The bias is exact yet costs no (B, heads, L, T) tensor: expanding the square, the part that
-    depends on the query alone cancels in the softmax, and the rest is a dot product of three extra query and key
-    dimensions per head, so the fused attention kernel still runs with a boolean mask.
+    Token-level reading (`locality_sharpness` given, off by default): each head adds a Gaussian distance bias
+    -s_h (p_token - p_frame)^2 to its logits, p being the relative place of the token in the sentence and of the frame
+    in the clip, with a learned sharpness s_h per head (initialised from broad to sharp across the heads). A sharp
+    head reads the frames under its token, a broad one the whole clip. The bias is exact yet costs no
+    (B, heads, L, T) tensor: expanding the square, the part that depends on the query alone cancels in the softmax,
+    and the rest is a dot product of three extra query and key dimensions per head, so the fused attention kernel
+    still runs with a boolean mask.
 
     Dropout acts on the attention output, not on the attention probabilities: over hundreds of unaligned frames a
     (B, heads, L, 1 + T) dropout mask cost more than the attention itself on CPU (33 of 81 ms at the MIntRec2.0
@@ -250,12 +251,14 @@ class CrossModalAttention(nn.Module):
 
     def __init__(
         self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float, tied_key_value: bool,
-        locality_sharpness: tuple[float, float],
+        locality_sharpness: tuple[float, float] | None,
     ):
         super().__init__()
         self.num_heads = num_heads
-        broadest, sharpest = locality_sharpness
-        self.log_sharpness = nn.Parameter(torch.linspace(math.log(broadest), math.log(sharpest), num_heads))
+        self.log_sharpness = None
+        if locality_sharpness is not None:
+            broadest, sharpest = locality_sharpness
+            self.log_sharpness = nn.Parameter(torch.linspace(math.log(broadest), math.log(sharpest), num_heads))
         self.dropout = nn.Dropout(dropout)
         self.query = nn.Linear(text_dim, hidden_size)
         self.key = nn.Linear(feature_dim, hidden_size)
@@ -294,11 +297,12 @@ class CrossModalAttention(nn.Module):
 
         head_dim = query.shape[-1] // self.num_heads
         scale = 1 / math.sqrt(head_dim)  # of the content dimensions; the bias dimensions are pre-divided by it
-        query_locality, key_locality = self.locality_dimensions(text_place, feature_place)
+        query, key = heads(query), heads(key)
+        if self.log_sharpness is not None:
+            query_locality, key_locality = self.locality_dimensions(text_place, feature_place)
+            query, key = torch.cat([query, query_locality / scale], dim=-1), torch.cat([key, key_locality], dim=-1)
         context = F.scaled_dot_product_attention(
-            torch.cat([heads(query), query_locality / scale], dim=-1),
-            torch.cat([heads(key), key_locality], dim=-1),
-            heads(value), attn_mask=visible[:, None, None, :], scale=scale,
+            query, key, heads(value), attn_mask=visible[:, None, None, :], scale=scale
         )  # (B, heads, L, c / heads)
         context = context.to(text.dtype).transpose(1, 2).reshape(batch_size, text.shape[1], -1)
         return self.dropout(context)
@@ -313,7 +317,7 @@ class MultimodalContext(nn.Module):
         super().__init__()
         hidden = config.cross_attention_hidden_size
         args = (hidden, config.cross_attention_heads, config.cross_attention_dropout, config.cross_attention_tied_key_value,
-                tuple(config.cross_attention_locality))
+                None if config.cross_attention_locality is None else tuple(config.cross_attention_locality))
         self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args)
         self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args)
         self.output_projection = nn.Linear(2 * hidden, hidden)

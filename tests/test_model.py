@@ -1,6 +1,7 @@
 """DyKen-Hyena model: configuration, padding invariance, kernels, convolutions, gradients, errors, loading."""
 
 import json
+import math
 import re
 import os
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 
+import modeling_dyken
 from configuration_dyken import DyKenConfig
 from modeling_dyken import (
     DyKenForSequenceClassification,
@@ -500,3 +502,47 @@ def test_checkpoint_loads_as_remote_code_in_a_fresh_process_without_the_package(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REMOTE-CODE-OK DyKenForSequenceClassification DyKenModel" in result.stdout
+
+
+# ----------------------------------------------------------------------------------------------- token-level reading
+
+
+def test_locality_bias_is_the_gaussian_distance_penalty_on_each_heads_logits():
+    """With cross_attention_locality, head h's attention is softmax(q.k / sqrt(d) - s_h (p_token - p_frame)^2) over
+    the "no signal" slot (no penalty) and the real frames: checked against that formula written out."""
+    model = build(cross_attention_locality=[2.0, 2000.0])
+    attention = model.dyken.fusion.context.audio_attention
+    batch_size, length, frames, width = 2, 7, 23, model.config.cross_attention_hidden_size
+    text, features = torch.randn(batch_size, length, 48), torch.randn(batch_size, frames, AUDIO_DIM)
+    text_mask = torch.ones(batch_size, length, dtype=torch.bool)
+    frame_mask = torch.ones(batch_size, frames, dtype=torch.bool)
+    frame_mask[1, 15:] = False
+    text_place, frame_place = modeling_dyken.relative_place(text_mask), modeling_dyken.relative_place(frame_mask)
+    text_position = modeling_dyken.relative_position_encoding(text_place, width)
+    frame_position = modeling_dyken.relative_position_encoding(frame_place, width)
+    with torch.no_grad():
+        got = attention(text, text_position, text_place, features, frame_mask, frame_position, frame_place)
+        heads, head_dim = attention.num_heads, width // attention.num_heads
+        split = lambda x: x.view(batch_size, x.shape[1], heads, head_dim).transpose(1, 2)  # noqa: E731
+        projected = attention.key(features)
+        keys = torch.cat([attention.null_key.expand(batch_size, 1, -1), projected + frame_position], dim=1)
+        values = torch.cat([attention.null_value.expand(batch_size, 1, -1), projected], dim=1)
+        logits = split(attention.query(text) + text_position) @ split(keys).transpose(-1, -2) / math.sqrt(head_dim)
+        distance = text_place[:, None, :, None] - frame_place[:, None, None, :]  # (B, 1, L, T)
+        penalty = attention.log_sharpness.exp()[None, :, None, None] * distance**2  # (B, heads, L, T)
+        logits[..., 1:] -= penalty
+        logits[..., 1:] = logits[..., 1:].masked_fill(~frame_mask[:, None, None, :], float("-inf"))
+        expected = (logits.softmax(-1) @ split(values)).transpose(1, 2).reshape(batch_size, length, width)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    assert build().dyken.fusion.context.audio_attention.log_sharpness is None  # off by default
+
+
+def test_with_locality_a_sharp_head_reads_the_frames_under_its_token():
+    model = build(cross_attention_locality=[2000.0, 2000.0])
+    attention = model.dyken.fusion.context.video_attention
+    text_mask, frame_mask = torch.ones(1, 11, dtype=torch.bool), torch.ones(1, 101, dtype=torch.bool)
+    text_place, frame_place = modeling_dyken.relative_place(text_mask), modeling_dyken.relative_place(frame_mask)
+    query, key = attention.locality_dimensions(text_place, frame_place)
+    bias = (query @ key.transpose(-1, -2))[..., 1:] - (query @ key.transpose(-1, -2))[..., :1]  # relative to the slot
+    nearest = bias.argmax(-1)[0, 0]  # (L,): the frame each token's head favours
+    torch.testing.assert_close(nearest, torch.arange(0, 101, 10))  # token i of 11 sits at frame 10 i of 101

@@ -511,3 +511,24 @@ def test_pushed_files_name_no_local_folder(assets, reference_run):
     )
     for name in ("training_args.json", "README.md", "config.json"):
         assert str(assets.root) not in (best / name).read_text(), name
+
+
+def test_the_hyena_operator_has_its_own_learning_rate():
+    data = SimpleNamespace(label_names=["a", "b", "c"])
+    processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
+
+    def rates(argv):
+        args = train_accelerate.parse_args(argv)
+        model = train_accelerate.build_model(args, "dyken", data, processor)
+        groups = train_accelerate.optimizer_parameter_groups(model, args)
+        assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))
+        rate_of = {id(p): group["lr"] for group in groups for p in group["params"]}
+        by_name = {name: rate_of[id(p)] for name, p in model.named_parameters()}
+        parts = {"encoder": "dyken.text_model.", "hyena": "dyken.fusion.hyena.", "context": "dyken.fusion.context.",
+                 "kernels": "dyken.fusion.kernel_generator.", "classifier": "classifier."}
+        return {part: {rate for name, rate in by_name.items() if name.startswith(prefix)} for part, prefix in parts.items()}
+
+    default = rates(["--learning_rate", "2e-5", "--fusion_learning_rate", "1e-3"])
+    assert default == {"encoder": {2e-5}, "hyena": {1e-3}, "context": {1e-3}, "kernels": {1e-3}, "classifier": {1e-3}}
+    slow = rates(["--learning_rate", "2e-5", "--modulation_learning_rate", "2e-5"])
+    assert slow["hyena"] == {2e-5} and slow["context"] == slow["kernels"] == {1e-3}
