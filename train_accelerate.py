@@ -211,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
         "MAG-BERT needs aligned features: it uses this value when it is an aligned mode, else ctc (the official "
         "baseline).",
     )
+    group.add_argument(
+        "--kernel_normalization", choices=["softmax", "none"], default="softmax",
+        help="Normalisation of the generated kernels (DyKenConfig.kernel_normalization): softmax over the taps and an "
+        "'off' logit, or none (raw).",
+    )
     group.add_argument("--short_kernel_size", type=number(int, at_least=1), default=3, help="Taps of the dynamic short convolution (odd).")
     group.add_argument(
         "--use_dynamic_short_conv", action=argparse.BooleanOptionalAction, default=True,
@@ -537,6 +542,7 @@ def build_model(args, fusion: str, data: IntentData, processor: DyKenProcessor) 
     config_overrides = dict(
         fusion=fusion,
         short_kernel_size=args.short_kernel_size,
+        kernel_normalization=args.kernel_normalization,
         use_dynamic_short_conv=args.use_dynamic_short_conv,
         use_long_conv=args.use_long_conv,
         use_gating=args.use_gating,

@@ -532,3 +532,12 @@ def test_the_hyena_operator_has_its_own_learning_rate():
     assert default == {"encoder": {2e-5}, "hyena": {1e-3}, "context": {1e-3}, "kernels": {1e-3}, "classifier": {1e-3}}
     slow = rates(["--learning_rate", "2e-5", "--modulation_learning_rate", "2e-5"])
     assert slow["hyena"] == {2e-5} and slow["context"] == slow["kernels"] == {1e-3}
+
+
+def test_kernel_normalization_option_reaches_the_model_config():
+    data = SimpleNamespace(label_names=["a", "b", "c"])
+    processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
+    for value in ("softmax", "none"):
+        args = train_accelerate.parse_args(["--kernel_normalization", value, "--short_kernel_size", "1"])
+        config = train_accelerate.build_model(args, "dyken", data, processor).config
+        assert (config.kernel_normalization, config.short_kernel_size) == (value, 1)
