@@ -291,9 +291,12 @@ class CrossModalAttention(nn.Module):
         value = torch.cat([self.null_value.expand(batch_size, 1, -1).to(value.dtype), value], dim=1)
         visible = torch.cat([feature_mask.new_ones(batch_size, 1), feature_mask], dim=1)  # (B, 1 + T)
 
-        def heads(x):  # (B, T, c) -> (B, heads, T, c / heads), in float32: the distance bias reaches hundreds of
-            # logits at sharp heads before its terms cancel, more than bfloat16's 8 bits can hold
-            return x.view(batch_size, x.shape[1], self.num_heads, -1).transpose(1, 2).float()
+        # With the distance bias the attention runs in float32: its terms reach hundreds of logits at sharp heads
+        # before they cancel, more than bfloat16's 8 bits can hold.
+        dtype = torch.float32 if self.log_sharpness is not None else query.dtype
+
+        def heads(x):  # (B, T, c) -> (B, heads, T, c / heads)
+            return x.view(batch_size, x.shape[1], self.num_heads, -1).transpose(1, 2).to(dtype)
 
         head_dim = query.shape[-1] // self.num_heads
         scale = 1 / math.sqrt(head_dim)  # of the content dimensions; the bias dimensions are pre-divided by it
