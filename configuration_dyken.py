@@ -14,7 +14,7 @@ from transformers.configuration_utils import SubConfigSpec
 
 FUSIONS = ("dyken", "mag", "text")
 ALIGNMENTS = ("ctc", "avg_pool", "conv1d", "none")
-KERNEL_NORMALIZATIONS = ("softmax", "none")
+KERNEL_NORMALIZATIONS = ("softmax", "gated_softmax", "none")
 DYNAMIC_CONV_IMPLEMENTATIONS = ("unfold", "band")
 LONG_CONV_IMPLEMENTATIONS = ("fft", "direct")
 
@@ -99,9 +99,11 @@ class DyKenConfig(PretrainedConfig):
             Taps Ks of the (dynamic) short convolution; odd, because the convolution is centred (an encoder sees
             both neighbours). The paper compared 1, 3 and 5; 3 was best.
         kernel_normalization (`str`, defaults to `"softmax"`):
-            `"softmax"` normalises each generated kernel with a softmax over its taps (Wu et al. 2019) and one "off"
-            logit fixed at 0, which is dropped: the taps are positive and sum to at most 1, and a one-tap kernel
-            (Ks = 1) still depends on the context instead of always being 1. `"none"` leaves the kernel raw.
+            `"softmax"` normalises each generated kernel with a softmax over its taps (Wu et al. 2019), so its taps
+            sum to 1; a one-tap kernel (Ks = 1) would then always be 1 and the audio and video could not reach the
+            model, so Ks = 1 needs one of the others. `"gated_softmax"` adds one "off" logit fixed at 0 to the
+            softmax and drops it: the taps sum to at most 1, by an amount the context chooses, at every Ks.
+            `"none"` leaves the kernel raw.
         kernel_dropout (`float`, defaults to 0.0):
             DropConnect on the generated kernel weights during training.
         dynamic_conv_implementation (`str`, defaults to `"band"`):
@@ -129,11 +131,11 @@ class DyKenConfig(PretrainedConfig):
             `"fft"` (rfft/irfft with zero padding to 2L) or `"direct"` (an L x L Toeplitz matmul). Same function.
         hyena_dropout (`float`, defaults to 0.1):
             Dropout on the Hyena output before it is added to the embeddings.
-        zero_init_modulation (`bool`, defaults to `True`):
-            Start Hyena's output projection at zero, so that at initialisation the encoder receives exactly its
-            pretrained embeddings (a new model is the text-only model) and the modulation grows only as training
-            asks for it. On the synthetic default job it also learned the cue sooner (docs/experiments.md). `False`
-            keeps nn.Linear's default initialisation, as safari's operator does.
+        zero_init_modulation (`bool`, defaults to `False`):
+            `True` starts Hyena's output projection at zero, so that at initialisation the encoder receives exactly
+            its pretrained embeddings (a new model is the text-only model) and the modulation grows only as training
+            asks for it. `False` keeps nn.Linear's default initialisation, as safari's operator does. Measured
+            either way on the synthetic cue job and on real text in docs/experiments.md; not yet a default.
         mag_beta_shift (`float`, defaults to 0.005):
             MAG's beta: scale of the non-verbal shift relative to the embedding norm.
         mag_dropout (`float`, defaults to 0.5):
@@ -186,7 +188,7 @@ class DyKenConfig(PretrainedConfig):
     hyena_bidirectional: bool = True
     long_conv_implementation: str = "fft"
     hyena_dropout: float = 0.1
-    zero_init_modulation: bool = True
+    zero_init_modulation: bool = False
     mag_beta_shift: float = 0.005
     mag_dropout: float = 0.5
     classifier_dropout: float | None = None
@@ -257,6 +259,13 @@ class DyKenConfig(PretrainedConfig):
             "an odd positive integer (the short convolution is centred), e.g. 1, 3 or 5",
         )
         check(self.kernel_normalization in KERNEL_NORMALIZATIONS, "kernel_normalization", f"one of {KERNEL_NORMALIZATIONS}")
+        if self.fusion == "dyken" and self.use_dynamic_short_conv and self.short_kernel_size == 1:
+            check(
+                self.kernel_normalization != "softmax",
+                "kernel_normalization",
+                "'gated_softmax' or 'none' with short_kernel_size=1 (a softmax over one tap is always 1, which would "
+                "cut the audio and video out of the model)",
+            )
         check(
             self.dynamic_conv_implementation in DYNAMIC_CONV_IMPLEMENTATIONS,
             "dynamic_conv_implementation",

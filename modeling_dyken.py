@@ -346,10 +346,9 @@ class KernelGenerator(nn.Module):
     """MLP from a token's multimodal context to that token's short kernel: kernel_heads kernels of Ks taps, each
     shared by channels / kernel_heads channels (Wu et al. 2019).
 
-    `"softmax"` normalisation (the default) is a softmax over the Ks taps and one "off" logit fixed at 0, which is
-    then dropped: the taps are positive and sum to at most 1, so the context chooses both the kernel's shape and how
-    much of the token passes. Without the off logit a one-tap kernel (Ks = 1) would always be exactly 1, and the
-    audio and video would have no way into the model."""
+    `"softmax"` (the default) normalises over the Ks taps. `"gated_softmax"` adds one "off" logit fixed at 0 and
+    drops it: the taps are positive and sum to at most 1, so the context chooses both the kernel's shape and how
+    much of the token passes, also at Ks = 1, where a plain softmax kernel is always exactly 1."""
 
     def __init__(self, config: DyKenConfig):
         super().__init__()
@@ -371,6 +370,8 @@ class KernelGenerator(nn.Module):
         # context (B, L, c) -> kernels (B, L, H, Ks)
         kernels = self.mlp(context).unflatten(-1, (self.num_heads, self.kernel_size))
         if self.normalization == "softmax":
+            kernels = kernels.float().softmax(-1).to(context.dtype)
+        elif self.normalization == "gated_softmax":
             with_off_logit = F.pad(kernels.float(), (0, 1))  # (B, L, H, Ks + 1)
             kernels = with_off_logit.softmax(-1)[..., : self.kernel_size].to(context.dtype)
         kernels = F.dropout(kernels, self.dropconnect, self.training)  # DropConnect on the kernel weights
@@ -517,7 +518,7 @@ class HyenaModulation(nn.Module):
         self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
         # safari's init: a product of three N(0, 0.02) projections would start far below the embedding's scale.
         self.in_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hyena_channels))
-        # Zero (the default): the modulation starts at exactly nothing; see DyKenConfig.zero_init_modulation.
+        # Zero with zero_init_modulation: the modulation starts at exactly nothing.
         self.out_proj = initialized_as(
             "zeros" if config.zero_init_modulation else "pytorch", nn.Linear(config.hidden_size, config.hidden_size)
         )

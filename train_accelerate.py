@@ -212,9 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         "baseline).",
     )
     group.add_argument(
-        "--kernel_normalization", choices=["softmax", "none"], default="softmax",
-        help="Normalisation of the generated kernels (DyKenConfig.kernel_normalization): softmax over the taps and an "
-        "'off' logit, or none (raw).",
+        "--kernel_normalization", choices=["softmax", "gated_softmax", "none"], default="softmax",
+        help="Normalisation of the generated kernels (DyKenConfig.kernel_normalization): softmax over the taps; "
+        "gated_softmax, with an 'off' logit, so the taps sum to at most 1 (needed at --short_kernel_size 1); none (raw).",
     )
     group.add_argument("--short_kernel_size", type=number(int, at_least=1), default=3, help="Taps of the dynamic short convolution (odd).")
     group.add_argument(

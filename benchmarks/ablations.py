@@ -27,7 +27,8 @@ ROWS = {
     "w/o dynamic short conv": ["--no-use_dynamic_short_conv"],
     "w/o long conv": ["--no-use_long_conv"],
     "w/o gating": ["--no-use_gating"],
-    "Ks = 1": ["--short_kernel_size", "1"],
+    # A softmax over one tap is always 1 (the audio and video would not reach the model): Ks = 1 uses the gated one.
+    "Ks = 1": ["--short_kernel_size", "1", "--kernel_normalization", "gated_softmax"],
     "Ks = 5": ["--short_kernel_size", "5"],
 }
 # The default data: the trainer's built-in MIntRec2.0-format release, whose paired intents need the non-verbal cue

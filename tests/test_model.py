@@ -64,7 +64,7 @@ def build(seed=0, **overrides):
         ("fusion", "late", "one of ('dyken', 'mag', 'text')"),
         ("alignment", "dtw", "one of ('ctc', 'avg_pool', 'conv1d', 'none')"),
         ("short_kernel_size", 4, "odd positive integer"),
-        ("kernel_normalization", "l2", "one of ('softmax', 'none')"),
+        ("kernel_normalization", "l2", "one of ('softmax', 'gated_softmax', 'none')"),
         ("cross_attention_heads", 5, "divisor of cross_attention_hidden_size"),
         ("kernel_heads", 7, "divisor of the Hyena channels"),
         ("hyena_order", 1, "integer >= 2"),
@@ -178,9 +178,10 @@ def test_kernels_differ_across_tokens_and_follow_audio_and_video(alignment):
     batch = make_batch(batch_size=2)
     kernels = kernels_of(model, batch)
     assert kernels.shape == (2, 12, 4, 3)
+    torch.testing.assert_close(kernels.sum(-1), torch.ones(2, 12, 4))  # softmax over the taps
+    gated = kernels_of(build(alignment=alignment, kernel_normalization="gated_softmax"), batch)
     # A softmax over the taps and an "off" logit: positive taps that sum to less than 1, by a per-token amount.
-    assert (kernels > 0).all() and (kernels.sum(-1) < 1).all()
-    assert kernels.sum(-1).std() > 1e-3
+    assert (gated > 0).all() and (gated.sum(-1) < 1).all() and gated.sum(-1).std() > 1e-3
     assert (kernels[:, 1:] - kernels[:, :-1]).abs().amax() > 1e-3  # a kernel per token, not one per utterance
 
     other_audio = dict(batch, audio_features=torch.randn_like(batch["audio_features"]))
@@ -293,7 +294,8 @@ def after_one_step(model, batch, labels):
     [
         dict(alignment="ctc"), dict(alignment="none"), dict(alignment="conv1d", fusion="mag"),
         dict(use_dynamic_short_conv=False), dict(cross_attention_tied_key_value=False),
-        dict(short_kernel_size=1), dict(short_kernel_size=1, kernel_normalization="none"),
+        dict(short_kernel_size=1, kernel_normalization="gated_softmax"), dict(short_kernel_size=1, kernel_normalization="none"),
+        dict(zero_init_modulation=True),
         dict(short_kernel_size=5, kernel_normalization="none"),
     ],
 )
@@ -308,11 +310,15 @@ def test_every_trainable_parameter_receives_a_gradient(overrides):
     assert not missing, f"no gradient reaches {missing}"
 
 
-@pytest.mark.parametrize("normalization", ["softmax", "none"])
+@pytest.mark.parametrize("normalization", ["softmax", "gated_softmax", "none"])
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 def test_audio_and_video_change_the_logits_at_every_kernel_size(kernel_size, normalization):
     # The paper's Ks = 1 / 3 / 5 comparison must compare models that read audio and video: a one-tap softmax kernel
-    # that is always 1 would leave "text + static Hyena" at Ks = 1.
+    # that is always 1 would leave "text + static Hyena" at Ks = 1, so that combination is refused.
+    if (kernel_size, normalization) == (1, "softmax"):
+        with pytest.raises(ValueError, match="'gated_softmax' or 'none' with short_kernel_size=1"):
+            tiny_config(short_kernel_size=1, kernel_normalization="softmax")
+        return
     batch = make_batch(batch_size=4)
     model = after_one_step(build(short_kernel_size=kernel_size, kernel_normalization=normalization), batch,
                            torch.tensor([0, 1, 2, 3])).eval()
@@ -396,11 +402,10 @@ def test_from_text_pretrained_carries_the_packaged_minilm_weights():
     torch.testing.assert_close(ours, theirs)
 
 
-def test_a_new_dyken_model_starts_as_the_text_model():
-    # The fusion is a pre-norm residual e + Hyena(LayerNorm(e)) whose output projection starts at zero: a new
-    # DyKen-Hyena gives exactly the text-only model's hidden states, so uninformative audio and video cannot perturb
-    # the pretrained encoder before training has found a use for them.
-    dyken, text = build(seed=3), build(seed=3, fusion="text")
+def test_with_zero_init_modulation_a_new_dyken_model_starts_as_the_text_model():
+    # The fusion is a pre-norm residual e + Hyena(LayerNorm(e)); with zero_init_modulation its output projection
+    # starts at zero, and a new DyKen-Hyena gives exactly the text-only model's hidden states.
+    dyken, text = build(seed=3, zero_init_modulation=True), build(seed=3, fusion="text")
     text.dyken.text_model.load_state_dict(dyken.dyken.text_model.state_dict())
     batch = make_batch()
     batch["attention_mask"][0, 8:] = 0
@@ -409,8 +414,8 @@ def test_a_new_dyken_model_starts_as_the_text_model():
         torch.testing.assert_close(dyken.dyken(**batch).last_hidden_state, reference, atol=0, rtol=0)
         torch.nn.init.normal_(dyken.dyken.fusion.hyena.out_proj.weight, std=0.1)
         assert (dyken.dyken(**batch).last_hidden_state - reference).abs().max() > 1e-3  # the modulation, once on
-    legacy = build(seed=3, zero_init_modulation=False)  # nn.Linear's default, as safari's operator
-    assert legacy.dyken.fusion.hyena.out_proj.weight.abs().max() > 0
+    default = build(seed=3)  # nn.Linear's default, as safari's operator
+    assert default.dyken.fusion.hyena.out_proj.weight.abs().max() > 0
 
 
 def test_from_text_pretrained_applies_and_checks_text_config_overrides():

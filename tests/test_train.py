@@ -537,7 +537,7 @@ def test_the_hyena_operator_has_its_own_learning_rate():
 def test_kernel_normalization_option_reaches_the_model_config():
     data = SimpleNamespace(label_names=["a", "b", "c"])
     processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
-    for value in ("softmax", "none"):
+    for value in ("gated_softmax", "none"):
         args = train_accelerate.parse_args(["--kernel_normalization", value, "--short_kernel_size", "1"])
         config = train_accelerate.build_model(args, "dyken", data, processor).config
         assert (config.kernel_normalization, config.short_kernel_size) == (value, 1)
