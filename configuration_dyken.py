@@ -68,7 +68,7 @@ class DyKenConfig(PretrainedConfig):
             Width of the token-level cross-modal attention (text tokens query the audio and video sequences). Its
             key/value projection runs over every audio and video frame, the largest cost DyKen adds to a step
             with `alignment="none"`: 128 learned the synthetic cues as well as 256 did, at half that cost
-            (README, benchmarks).
+            (docs/experiments.md, benchmarks/README.md).
         cross_attention_heads (`int`, defaults to 8):
             Heads of that attention; must divide `cross_attention_hidden_size` into an even width per head: the
             relative position code interleaves sine/cosine pairs, and a head must hold whole pairs.
@@ -76,7 +76,7 @@ class DyKenConfig(PretrainedConfig):
             Keys and values come from one projection of the frames (the position code is added to the keys only);
             `False` gives them separate projections, as standard multi-head attention does. Tied, reading the
             frames costs one projection instead of two, which makes DyKen-Hyena's fusion cheaper than MAG-BERT's;
-            on the synthetic cues both variants learned within the run-to-run spread (README).
+            on the synthetic cues both variants learned within the run-to-run spread (docs/experiments.md).
         cross_attention_dropout (`float`, defaults to 0.1):
             Dropout on each cross-modal attention's output (the per-token audio and video contexts).
         cross_attention_locality (`list[float]`, *optional*):

@@ -247,7 +247,7 @@ class CrossModalAttention(nn.Module):
 
     Dropout acts on the attention output, not on the attention probabilities: over hundreds of unaligned frames a
     (B, heads, L, 1 + T) dropout mask cost more than the attention itself on CPU (33 of 81 ms at the MIntRec2.0
-    shapes), and it keeps SDPA off its fused kernels (README, Benchmarks)."""
+    shapes), and it keeps SDPA off its fused kernels (benchmarks/README.md)."""
 
     def __init__(
         self, text_dim: int, feature_dim: int, hidden_size: int, num_heads: int, dropout: float, tied_key_value: bool,
@@ -603,7 +603,7 @@ class DyKenFusion(nn.Module):
         # A pre-norm residual (the Hyena block normalises its input): with no modulation the encoder receives exactly
         # its pretrained embeddings. A LayerNorm after the sum would rescale them (MiniLM's embedding LayerNorm has
         # weights ~0.6, not 1) and move the pretrained encoder off its input distribution; measured, it also slowed
-        # the learning of the non-verbal cue (README, "What the default job shows").
+        # the learning of the non-verbal cue (docs/experiments.md).
         return embeddings + self.dropout(modulation), kernels
 
 

@@ -11,7 +11,7 @@ clips of that pair, the script prints
     accuracy   of the pair decision (sign of the cued-minus-plain logit margin),
     cue effect the mean change of that margin on cued clips when only the cue is removed (0 = the cue is unused),
     spread     the standard deviation of the margin.
-and appends the same numbers to --log (JSON lines). This is how the README's "How we got here" was measured.
+and appends the same numbers to --log (JSON lines). docs/experiments.md reports what it measured.
 """
 
 import argparse
@@ -38,7 +38,7 @@ COLUMNS = ["text", "label", "audio_features", "video_features"]
 
 
 def parse_args():
-    defaults = synthetic.DEFAULT_RELEASE_PARAMS
+    defaults = synthetic.DEFAULT_RELEASE_PARAMS["MIntRec"]
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fusion", default="dyken", choices=["dyken", "mag", "text"])
     parser.add_argument("--alignment", default="none", choices=["ctc", "avg_pool", "conv1d", "none"],
@@ -64,11 +64,13 @@ def parse_args():
 
 
 def load_release(args, signal: float):
-    """The release with these parameters, written on first use by load_any (cached under a hash of them)."""
-    params = dict(num_train=args.num_train, num_dev=args.num_dev, num_test=args.num_dev, seed=0,
-                  nonverbal_signal=signal, length_scale=args.length_scale, clip_offset_std=args.clip_offset_std,
-                  distractor_rate=args.distractor_rate, vary_pair_sentences=args.vary_pair_sentences)
-    splits = load_any("synthetic", benchmark="MIntRec", cache_dir=args.data_root, synthetic_kwargs=params)
+    """The release with these parameters, written on first use (cached in --data_root under a hash of them)."""
+    release_dir = synthetic.ensure_release(
+        "MIntRec", cache_dir=args.data_root, num_train=args.num_train, num_dev=args.num_dev, num_test=args.num_dev,
+        seed=0, nonverbal_signal=signal, length_scale=args.length_scale, clip_offset_std=args.clip_offset_std,
+        distractor_rate=args.distractor_rate, vary_pair_sentences=args.vary_pair_sentences,
+    )
+    splits = load_any(release_dir, cache_dir=args.data_root)
     return splits.with_format("numpy", columns=COLUMNS)
 
 
@@ -103,7 +105,7 @@ def main():
         "--learning_rate", str(args.learning_rate), "--fusion_learning_rate", str(args.fusion_learning_rate),
         "--model_config_overrides", json.dumps(args.model_config_overrides),
     ])
-    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(trainer_args.text_model))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(trainer_args.model_name_or_path))
     processor = DyKenProcessor.for_benchmark("MIntRec", tokenizer, padding="longest")
     model = train_accelerate.build_model(trainer_args, args.fusion, SimpleNamespace(label_names=names), processor)
     optimizer = torch.optim.AdamW(train_accelerate.optimizer_parameter_groups(model, trainer_args))

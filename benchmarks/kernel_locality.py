@@ -33,17 +33,17 @@ sys.path.insert(0, str(ROOT))
 from datasets_scripts import load_any, synthetic  # noqa: E402
 from modeling_dyken import DyKenForSequenceClassification  # noqa: E402
 from processing_dyken import DyKenProcessor  # noqa: E402
-from train_accelerate import cue_word_characters  # noqa: E402
+from dyken_hyena.reporting import cue_word_characters  # noqa: E402
 
 COLUMNS = ["id", "text", "label", "audio_features", "video_features"]
 
 
 def releases():
     """The default release (as the default job trains on it) and its twin without the cue, test split."""
-    params = {key: value for key, value in synthetic.DEFAULT_RELEASE_PARAMS.items() if key != "benchmark"}
-    with_cue = load_any(str(synthetic.ensure_default_release()), benchmark="MIntRec")["test"]
-    without_cue = load_any("synthetic", benchmark="MIntRec", synthetic_kwargs={**params, "nonverbal_signal": 0.0})["test"]
-    metadata = json.loads((synthetic.ensure_default_release() / "synthetic_metadata.json").read_text(encoding="utf-8"))
+    release_with_cue = synthetic.ensure_release("MIntRec")
+    with_cue = load_any(release_with_cue)["test"]
+    without_cue = load_any(synthetic.ensure_release("MIntRec", nonverbal_signal=0.0))["test"]
+    metadata = json.loads((release_with_cue / "synthetic_metadata.json").read_text(encoding="utf-8"))
     return with_cue.with_format("numpy", columns=COLUMNS), without_cue.with_format("numpy", columns=COLUMNS), metadata
 
 

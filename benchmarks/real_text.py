@@ -7,7 +7,7 @@ texts and labels are the real ones (a folder with the official train.tsv / dev.t
 in-scope data); the features are Gaussian noise with the official widths (WavLM 768, Swin RoI 256) and lengths that
 follow each utterance's duration (its timestamps; 50 audio frames per second, times --length_scale).
 
-    python benchmarks/real_text.py --text_dir ../shared/data/mintrec2-text --seeds 0 1 2
+    python benchmarks/real_text.py --text_dir PATH/TO/mintrec2-text --seeds 0 1 2
 
 writes the release once (into --release_dir, default a cache folder), runs every --runs entry for every seed, and
 records benchmarks/results/real_text.{json,md} (per run and mean ± std of test accuracy and macro F1).

@@ -1,9 +1,18 @@
 """MIntRec / MIntRec2.0 for the Hugging Face `datasets` stack.
 
-    from datasets_scripts import load_mintrec, load_any
+    from datasets_scripts import load_any, load_mintrec
     dataset = load_mintrec("/data/MIntRec")                                   # 20 intents
     dataset = load_mintrec("/data/MIntRec", task="binary")                    # Emotion / Goal
     dataset = load_mintrec("/data/MIntRec2.0", "MIntRec2.0", include_out_of_scope=True)
+    dataset = load_any("synthetic")                 # the built-in synthetic release (official layout, cached)
+    dataset = load_any("/data/mintrec-parquet")     # a release folder, a Parquet folder or a Hub dataset id
+
+Modules, in layers (each imports only modules of the layers before it, so there is no import cycle):
+  safe_pickle   restricted unpickling of the feature pickles
+  builders      the official layout, `load_mintrec`                      (imports safe_pickle)
+  synthetic     writes releases in that layout, `ensure_release`          (imports builders)
+  convert       Parquet copy + dataset card                               (imports builders)
+  sources       `resolve_source`, `load_any`: the kind of source, decided once (imports builders, synthetic)
 
 Columns: id, text, label (ClassLabel, official order), the TSV metadata columns (strings),
 audio_features Array2D((None, 768), float32), video_features Array2D((None, 256), float32).
@@ -34,12 +43,13 @@ from .builders import (
     MissingReleaseFileError,
     detect_release,
     get_builder,
-    load_any,
     load_mintrec,
     normalize_benchmark,
 )
-from .convert import HubPushError, convert_to_parquet
+from .convert import convert_to_parquet
 from .safe_pickle import MAX_ARRAY_ELEMENTS, InvalidArrayError, SafeUnpickler, UnsafePickleError, safe_load_file
+from .sources import DataSource, load_any, resolve_source
+from .synthetic import SyntheticReleaseMismatchError, ensure_release
 
 
 __all__ = [
@@ -63,16 +73,19 @@ __all__ = [
     "MIntRecConfig",
     "MIntRecFormatError",
     "MissingReleaseFileError",
-    "HubPushError",
+    "DataSource",
+    "SyntheticReleaseMismatchError",
     "InvalidArrayError",
     "MAX_ARRAY_ELEMENTS",
     "SafeUnpickler",
     "UnsafePickleError",
     "convert_to_parquet",
     "detect_release",
+    "ensure_release",
     "get_builder",
     "load_any",
     "load_mintrec",
     "normalize_benchmark",
+    "resolve_source",
     "safe_load_file",
 ]

@@ -8,7 +8,9 @@ import argparse
 import logging
 import sys
 
-from .convert import HubPushError, convert_to_parquet, push_to_hub
+from dyken_hyena.hub import HubUploadError, upload_folder
+
+from .convert import UPLOAD_PATTERNS, convert_to_parquet
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,11 +51,19 @@ def main(argv=None) -> int:
     print(f"Wrote {out_dir}")
     if args.push_to_hub:
         try:
-            url = push_to_hub(out_dir, args.push_to_hub, token=args.token, private=args.private)
-        except HubPushError as error:
+            commit = upload_folder(
+                out_dir,
+                args.push_to_hub,
+                repo_type="dataset",
+                token=args.token,
+                private=args.private,
+                commit_message=f"Upload {args.benchmark} Parquet conversion",
+                allow_patterns=UPLOAD_PATTERNS,
+            )
+        except HubUploadError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
-        print(f"Pushed to {url}")
+        print(f"Pushed to {commit.repo_url.url} (commit {commit.oid})")
     return 0
 
 

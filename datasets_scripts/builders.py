@@ -2,7 +2,8 @@
 
 Both releases are downloaded by hand and read from a local folder (`data_dir`) in the official layout
 (see `MINTREC_LAYOUT` / `MINTREC2_LAYOUT`). `datasets>=4` no longer runs loading scripts, so the
-builders are plain classes; `load_mintrec` and `load_any` are the entry points.
+builders are plain classes; `load_mintrec` is the entry point (`datasets_scripts.sources.load_any` also
+reads Parquet folders, Hub datasets and the built-in synthetic releases).
 
 One example per TSV row:
     id              official sample id, the key into both feature pickles
@@ -764,81 +765,3 @@ def detect_release(path: Union[str, os.PathLike]) -> Optional[str]:
     if (path / "in-scope" / "train.tsv").is_file():
         return "MIntRec2.0"
     return None
-
-
-def _is_parquet_folder(path: Path) -> bool:
-    return any(path.glob("data/*.parquet")) or any(path.glob("*.parquet"))
-
-
-def load_any(
-    dataset: str,
-    data_dir: Optional[Union[str, os.PathLike]] = None,
-    benchmark: Optional[str] = None,
-    include_out_of_scope: bool = False,
-    cache_dir: Optional[str] = None,
-    task: str = "intent",
-    skip_bad_rows: bool = False,
-    synthetic_kwargs: Optional[dict] = None,
-) -> datasets.DatasetDict:
-    """Load a DatasetDict from any of the places the project supports.
-
-    dataset:
-      "mintrec" / "mintrec2": an official release folder given as data_dir.
-      "synthetic": a fake release in the official layout, read like a real one: without
-          synthetic_kwargs (MIntRec) the project's default release (`synthetic.ensure_default_release()`),
-          otherwise `synthetic.write_synthetic_release(data_dir, benchmark, **synthetic_kwargs)` with
-          data_dir (the parent folder) defaulting to a cache folder keyed by the arguments; an earlier
-          complete release there is reused. benchmark defaults to MIntRec.
-      a folder path: an official release (detected by its layout) or a Parquet folder written by
-          `python -m datasets_scripts convert` (read with datasets.load_dataset).
-      anything else: a Hub dataset id (datasets.load_dataset(id)).
-    """
-    key = dataset.lower()
-    if key in ("mintrec", "mintrec2", "mintrec2.0"):
-        if data_dir is None:
-            raise ValueError(
-                f"dataset={dataset!r} reads a local copy of the official release: pass data_dir=<folder>, laid out "
-                f"as\n{MINTREC_LAYOUT if key == 'mintrec' else MINTREC2_LAYOUT}"
-            )  # fmt: skip
-        if benchmark is not None and normalize_benchmark(benchmark) != normalize_benchmark(key):
-            raise ValueError(f"dataset={dataset!r} contradicts benchmark={benchmark!r}")
-        return load_mintrec(data_dir, normalize_benchmark(key), include_out_of_scope, cache_dir, task, skip_bad_rows)
-    if key == "synthetic":
-        from . import synthetic  # written by the synthetic-data helper; imported only when asked for
-
-        benchmark = normalize_benchmark(benchmark or "MIntRec")
-        kwargs = dict(synthetic_kwargs or {})
-        if data_dir is None and not kwargs and benchmark == "MIntRec":
-            data_dir = synthetic.ensure_default_release()  # the project's default synthetic job (cached)
-        else:
-            # data_dir is the parent folder; the release itself is the folder data_dir/<benchmark>.
-            if data_dir is None:
-                key_json = json.dumps([benchmark, kwargs, synthetic.GENERATOR_VERSION], sort_keys=True, default=str)
-                digest = hashlib.sha256(key_json.encode()).hexdigest()[:16]
-                data_dir = Path(cache_dir or datasets.config.HF_DATASETS_CACHE) / "dyken_synthetic" / digest
-            release = Path(data_dir) / benchmark
-            # synthetic_metadata.json is written last: its presence means a complete earlier release.
-            if not (release / "synthetic_metadata.json").is_file():
-                release = synthetic.write_synthetic_release(release, benchmark=benchmark, **kwargs)
-            data_dir = release
-        return load_mintrec(data_dir, benchmark, include_out_of_scope, cache_dir, task, skip_bad_rows)
-    path = Path(dataset)
-    if path.is_dir():
-        detected = detect_release(path)
-        if detected is not None:
-            if benchmark is not None and normalize_benchmark(benchmark) != detected:
-                raise ValueError(f"{path} is laid out as a {detected} release, but benchmark={benchmark!r}")
-            return load_mintrec(path, detected, include_out_of_scope, cache_dir, task, skip_bad_rows)
-        if _is_parquet_folder(path):
-            return datasets.load_dataset(str(path), cache_dir=cache_dir)
-        raise ValueError(
-            f"{path} is neither an official release folder nor a Parquet dataset folder.\n"
-            f"MIntRec layout:\n{MINTREC_LAYOUT}\nMIntRec2.0 layout:\n{MINTREC2_LAYOUT}\n"
-            "Parquet layout (python -m datasets_scripts convert): README.md + data/{split}-00000-of-0000N.parquet"
-        )  # fmt: skip
-    looks_like_path = dataset.startswith((".", "/", "~")) or dataset.count("/") > 1
-    if path.exists() or looks_like_path:
-        raise FileNotFoundError(
-            f"{dataset} is not a folder; expected an official release folder, a Parquet folder or a Hub dataset id"
-        )
-    return datasets.load_dataset(dataset, cache_dir=cache_dir)

@@ -11,6 +11,11 @@ Streaming: the builder writes Parquet directly (`download_and_prepare(file_forma
 example at a time, in row groups of `DEFAULT_WRITER_BATCH_SIZE` (32) examples, starting a new shard
 every `max_shard_size` bytes; there is no intermediate Arrow copy. Peak memory is about one copy of
 the feature pickles (each is a single dict and must be unpickled whole), never two.
+
+To share it, upload OUT_DIR to a Hub dataset repository (what `--push_to_hub REPO` of the command line does):
+
+    from dyken_hyena.hub import upload_folder
+    upload_folder(OUT_DIR, "USER/NAME", repo_type="dataset", private=True, allow_patterns=UPLOAD_PATTERNS)
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Optional, Union
 import datasets
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData, HfApi
+from huggingface_hub import DatasetCard, DatasetCardData
 
 from .builders import (
     MINTREC2_METADATA_COLUMNS,
@@ -39,7 +44,10 @@ from .builders import (
 
 logger = logging.getLogger(__name__)
 
-CARD_TEMPLATE_PATH = Path(__file__).with_name("dataset_card.md")
+# Next to the model card's template, in the `model_cards` folder installed beside this package.
+CARD_TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "dataset_card_template.md"
+# What a Hub dataset repository of the conversion holds: the card and the shards (see the layout above).
+UPLOAD_PATTERNS = ["README.md", "data/*.parquet"]
 _SPLIT_SOURCES = {
     "train": "train.tsv",
     "validation": "dev.tsv",
@@ -47,10 +55,6 @@ _SPLIT_SOURCES = {
     "ood_train": "out-of-scope train.tsv",
     "ood_validation": "out-of-scope dev.tsv",
 }
-
-
-class HubPushError(RuntimeError):
-    """Uploading the converted folder to the Hugging Face Hub failed; the message says where and why."""
 
 
 def _size_category(num_rows: int) -> str:
@@ -205,41 +209,3 @@ def convert_to_parquet(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("Wrote %s", out_dir)
     return out_dir
-
-
-def push_to_hub(
-    folder: Union[str, os.PathLike],
-    repo_id: str,
-    token: Optional[str] = None,
-    private: bool = False,
-    commit_message: str = "Upload MIntRec Parquet conversion",
-) -> str:
-    """Upload a converted folder to the dataset repo `repo_id` (created if needed); returns the repo URL.
-
-    Raises HubPushError naming the repo and the reason (HTTP status and upload stage, or that the Hub
-    could not be reached), with the original error chained."""
-    # Imported here so that reading and converting data does not load transformers (hub_publishing's
-    # checkpoint check needs it); `describe_hub_error` is the project's one description of Hub failures.
-    from hub_publishing import describe_hub_error
-
-    api = HfApi(token=token)
-    try:
-        repo_url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(
-            folder_path=str(folder),
-            repo_id=repo_id,
-            repo_type="dataset",
-            commit_message=commit_message,
-            allow_patterns=["README.md", "data/*.parquet"],
-        )
-    # The one boundary to the Hub, so every failure is caught: `HfHubHTTPError` and its subclasses for an
-    # HTTP error, the HTTP backend's own exception when the Hub cannot be reached, OSError / ValueError for
-    # local problems.
-    except Exception as error:
-        _, description = describe_hub_error(error)
-        raise HubPushError(
-            f"Could not push {folder} to the Hub dataset repo {repo_id!r}: {description}. "
-            "Check the token (--token or `hf auth login`), that it has write access to the namespace, and the "
-            "network connection."
-        ) from error
-    return str(repo_url)

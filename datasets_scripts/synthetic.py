@@ -6,6 +6,10 @@ label names and order), so the real loaders, the processor and the trainer can b
 end without the (hand-downloaded) real data. The content is random but built so that the question
 the method asks -- "does the model use *how* a word is said?" -- has a known answer.
 
+`ensure_release` is the way to get a release: it finds or writes the release with the given parameters
+(by default the built-in ones of the benchmark, `DEFAULT_RELEASE_PARAMS`) in a cache or in a folder of
+your choice.
+
 How a clip is built (all randomness from `seed`; the cue directions from a fixed constant):
 
 1. Label. Each split cycles through the label list (balanced classes) and is shuffled.
@@ -67,7 +71,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
+import math
+import numbers
 import os
 import pickle
 import re
@@ -77,7 +84,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .builders import MINTREC2_LABELS, MINTREC2_OOS_LABEL, MINTREC_LABELS
+from .builders import MINTREC2_LABELS, MINTREC2_OOS_LABEL, MINTREC_LABELS, normalize_benchmark
 
 
 __all__ = [
@@ -85,12 +92,17 @@ __all__ = [
     "NONVERBAL_PAIRS",
     "NONVERBAL_INTENTS",
     "DEFAULT_RELEASE_PARAMS",
+    "SyntheticReleaseMismatchError",
+    "default_cache_dir",
+    "ensure_release",
+    "recorded_params",
     "write_synthetic_release",
-    "ensure_default_release",
 ]
 
-# Bump when the generator changes what it writes: cached default releases are keyed on it.
+# Bump when the generator changes what it writes: cached releases are keyed on it.
 GENERATOR_VERSION = 2
+# Written last into a release folder: its presence means a complete release (and holds the generation parameters).
+METADATA_FILENAME = "synthetic_metadata.json"
 
 
 AUDIO_DIM, VIDEO_DIM = 768, 256
@@ -422,6 +434,64 @@ def _write_pickle(path: Path, obj) -> None:
         pickle.dump(obj, file, protocol=4)
 
 
+def _whole_number(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _real_number(name: str, value, minimum: float, maximum: float = math.inf, minimum_allowed: bool = True) -> float:
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not is_number or value > maximum or value < minimum or (value == minimum and not minimum_allowed):
+        bounds = f"{'>=' if minimum_allowed else '>'} {minimum}" + (f" and <= {maximum}" if maximum < math.inf else "")
+        raise ValueError(f"{name} must be a number {bounds}, got {value!r}")
+    return float(value)
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _release_params(
+    *, benchmark, num_train, num_dev, num_test, seed, nonverbal_signal, include_out_of_scope, num_ood_train,
+    num_ood_dev, num_ood_test, length_scale, distractor_rate, text_noise, clip_offset_std, vary_pair_sentences,
+) -> dict:
+    """The checked, complete parameters of a release (the arguments of `write_synthetic_release`), as
+    `synthetic_metadata.json` records them: split sizes resolved (None -> the official size; out-of-scope sizes 0
+    when no out-of-scope data is written) and numbers normalised (3 -> 3.0), so that two calls asking for the same
+    release get equal parameters. They identify a release: `ensure_release` keys its cache on them and compares
+    them with the ones a folder records."""
+    benchmark = normalize_benchmark(benchmark)
+    official = _OFFICIAL_SIZES[benchmark]
+    requested = {"train": num_train, "dev": num_dev, "test": num_test}
+    # A split without rows could not be loaded: every official TSV has rows.
+    sizes = {
+        split: official[split] if n is None else _whole_number(f"num_{split}", n, 1) for split, n in requested.items()
+    }
+    writes_out_of_scope = benchmark == "MIntRec2.0" and _flag("include_out_of_scope", include_out_of_scope)
+    requested_ood = {"train": num_ood_train, "dev": num_ood_dev, "test": num_ood_test}
+    ood_sizes = {
+        split: (_OFFICIAL_OOD_SIZES[split] if n is None else _whole_number(f"num_ood_{split}", n, 1))
+        if writes_out_of_scope else 0
+        for split, n in requested_ood.items()
+    }
+    return dict(
+        benchmark=benchmark,
+        sizes=sizes,
+        ood_sizes=ood_sizes,
+        seed=_whole_number("seed", seed, 0),
+        nonverbal_signal=_real_number("nonverbal_signal", nonverbal_signal, 0.0),
+        length_scale=_real_number("length_scale", length_scale, 0.0, minimum_allowed=False),
+        distractor_rate=_real_number("distractor_rate", distractor_rate, 0.0, 1.0),
+        text_noise=_real_number("text_noise", text_noise, 0.0, 1.0),
+        clip_offset_std=_real_number("clip_offset_std", clip_offset_std, 0.0),
+        vary_pair_sentences=_flag("vary_pair_sentences", vary_pair_sentences),
+        generator_version=GENERATOR_VERSION,
+    )
+
+
 def write_synthetic_release(
     out_dir: str | os.PathLike,
     benchmark: str = "MIntRec",
@@ -468,26 +538,22 @@ def write_synthetic_release(
 
     `synthetic_metadata.json` is written last: its presence means the release is complete.
     """
-    if benchmark not in _OFFICIAL_SIZES:
-        raise ValueError(f"benchmark must be 'MIntRec' or 'MIntRec2.0', got {benchmark!r}")
-    if nonverbal_signal < 0 or length_scale <= 0:
-        raise ValueError("nonverbal_signal must be >= 0 and length_scale > 0")
+    params = _release_params(
+        benchmark=benchmark, num_train=num_train, num_dev=num_dev, num_test=num_test, seed=seed,
+        nonverbal_signal=nonverbal_signal, include_out_of_scope=include_out_of_scope, num_ood_train=num_ood_train,
+        num_ood_dev=num_ood_dev, num_ood_test=num_ood_test, length_scale=length_scale,
+        distractor_rate=distractor_rate, text_noise=text_noise, clip_offset_std=clip_offset_std,
+        vary_pair_sentences=vary_pair_sentences,
+    )
     release_dir = Path(out_dir)
     _check_writable_release_dir(release_dir)  # before any work: nothing in a foreign folder is touched
+    benchmark, sizes, ood_sizes = params["benchmark"], params["sizes"], params["ood_sizes"]
+    seed, nonverbal_signal, length_scale = params["seed"], params["nonverbal_signal"], params["length_scale"]
+    distractor_rate, text_noise = params["distractor_rate"], params["text_noise"]
+    clip_offset_std, vary_pair_sentences = params["clip_offset_std"], params["vary_pair_sentences"]
     is_mintrec2 = benchmark == "MIntRec2.0"
-    requested = {"train": num_train, "dev": num_dev, "test": num_test}
-    sizes = {split: _OFFICIAL_SIZES[benchmark][split] if n is None else int(n) for split, n in requested.items()}
-    requested_ood = {"train": num_ood_train, "dev": num_ood_dev, "test": num_ood_test}
-    ood_sizes = {
-        split: (_OFFICIAL_OOD_SIZES[split] if n is None else int(n)) if (is_mintrec2 and include_out_of_scope) else 0
-        for split, n in requested_ood.items()
-    }
+    include_out_of_scope = is_mintrec2 and include_out_of_scope
     labels = MINTREC2_LABELS if is_mintrec2 else MINTREC_LABELS
-    params = dict(benchmark=benchmark, sizes=sizes, ood_sizes=ood_sizes, seed=seed,
-                  nonverbal_signal=nonverbal_signal, length_scale=length_scale,
-                  distractor_rate=distractor_rate, text_noise=text_noise,
-                  clip_offset_std=clip_offset_std, vary_pair_sentences=vary_pair_sentences,
-                  generator_version=GENERATOR_VERSION)
 
     directions = _cue_directions()
     root_seed = np.random.SeedSequence(seed)
@@ -562,7 +628,7 @@ def write_synthetic_release(
     # From here on the folder is ours: the marker says so (and that the release is incomplete) until the metadata
     # file, which marks a complete release, replaces it.
     (release_dir / _WRITING_MARKER).write_text("written by datasets_scripts.synthetic\n", encoding="utf-8")
-    (release_dir / "synthetic_metadata.json").unlink(missing_ok=True)
+    (release_dir / METADATA_FILENAME).unlink(missing_ok=True)
     if is_mintrec2:
         header = ["Dialogue_id", "Utterance_id", "Text", "Label", "Start_timestamp", "End_timestamp",
                   "Source", "speakername"]
@@ -587,7 +653,7 @@ def write_synthetic_release(
         "nonverbal_pairs": [dataclasses.asdict(pair) for pair in NONVERBAL_PAIRS],
         "cues": cue_metadata,
     }
-    with open(release_dir / "synthetic_metadata.json", "w", encoding="utf-8") as file:
+    with open(release_dir / METADATA_FILENAME, "w", encoding="utf-8") as file:
         json.dump(metadata, file, ensure_ascii=False, indent=1)
     (release_dir / _WRITING_MARKER).unlink()
     return release_dir
@@ -606,7 +672,7 @@ def _check_writable_release_dir(release_dir: Path) -> None:
     if not release_dir.is_dir():
         raise FileExistsError(f"{release_dir} is a file, not a folder: a synthetic release needs a folder.")
     entries = sorted(entry.name for entry in release_dir.iterdir())
-    if not entries or "synthetic_metadata.json" in entries or _WRITING_MARKER in entries:
+    if not entries or METADATA_FILENAME in entries or _WRITING_MARKER in entries:
         return
     shown = ", ".join(entries[:8]) + (f", ... ({len(entries)} entries)" if len(entries) > 8 else "")
     raise FileExistsError(
@@ -617,58 +683,157 @@ def _check_writable_release_dir(release_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The built-in default release (the trainer's default job)
+# The built-in releases, and the one way to find or write a release
 # ---------------------------------------------------------------------------------------------
-# The default job's data (see the README, "What the default job shows"): "minimal pairs". Each pair intent uses 6
-# fixed sentences, each said both plainly and with the cue on its key word (vary_pair_sentences=False), so the cue
-# is the only way to tell the two intents apart and a model cannot fit them by memorising sentences. The cue is
-# strong (8 noise std per frame on the key word) and clean (no per-clip offset, no distractors): these were the
-# settings under which DyKen-Hyena learned the cues within a CPU budget of minutes; with offsets or distractors it
-# did not (measured; both remain parameters of `write_synthetic_release`). 20 intents x 60 training clips, audio
-# <= 159 frames, video <= 75 frames.
-DEFAULT_RELEASE_PARAMS = dict(
-    benchmark="MIntRec",
-    num_train=1200,
-    num_dev=300,
-    num_test=400,
-    seed=0,
-    nonverbal_signal=8.0,
-    length_scale=1 / 3,
-    clip_offset_std=0.0,
-    distractor_rate=0.0,
-    vary_pair_sentences=False,
-)
+# The built-in releases are "minimal pairs": each pair intent uses 6 fixed sentences, each said both plainly and with
+# the cue on its key word (vary_pair_sentences=False), so the cue is the only way to tell the two intents apart and a
+# model cannot fit them by memorising sentences. The cue is strong (8 noise standard deviations per frame on the key
+# word) and clean (no per-clip offset, no distractors), so that a small model learns it within a few CPU minutes;
+# offsets and distractors, which make the task harder, remain parameters. Clips are a third of the real length
+# (MIntRec: audio <= 159 frames, video <= 75). MIntRec: 20 intents x 60 training clips. MIntRec2.0: 30 intents x 30
+# training clips, plus out-of-scope clips.
+DEFAULT_RELEASE_PARAMS = {
+    "MIntRec": dict(
+        num_train=1200, num_dev=300, num_test=400, seed=0, nonverbal_signal=8.0, length_scale=1 / 3,
+        clip_offset_std=0.0, distractor_rate=0.0, vary_pair_sentences=False,
+    ),
+    "MIntRec2.0": dict(
+        num_train=900, num_dev=300, num_test=300, num_ood_train=300, num_ood_dev=100, num_ood_test=300,
+        seed=0, nonverbal_signal=8.0, length_scale=1 / 3, clip_offset_std=0.0, distractor_rate=0.0,
+        vary_pair_sentences=False,
+    ),
+}
 
 
-def _default_cache_root() -> Path:
-    return Path(os.environ.get("DYKEN_CACHE", Path.home() / ".cache" / "dyken-hyena"))
+class SyntheticReleaseMismatchError(FileExistsError):
+    """A folder holds a complete synthetic release written with other parameters than the ones asked for. It is a
+    FileExistsError because the folder is not written over: the release there is left as it is."""
 
 
-def ensure_default_release(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Returns the folder of the default synthetic MIntRec release, writing it on first use.
+def default_cache_dir() -> Path:
+    """Where `ensure_release` keeps releases that have no `data_dir`: `$DYKEN_CACHE`, else ~/.cache/dyken-hyena."""
+    return Path(os.environ.get("DYKEN_CACHE") or Path.home() / ".cache" / "dyken-hyena").expanduser()
 
-    The release lives in `<cache_dir or $DYKEN_CACHE or ~/.cache/dyken-hyena>/synthetic-<hash>`,
-    where the hash covers `DEFAULT_RELEASE_PARAMS` and the generator version, so a changed
-    generator never reuses stale files. Written into a temporary folder and renamed into place,
-    so concurrent callers never see a half-written release.
+
+def ensure_release(
+    benchmark: str = "MIntRec",
+    data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    **overrides,
+) -> Path:
+    """Returns the folder of the synthetic release with the given parameters, writing it when it is missing.
+
+    The parameters are the built-in ones of the benchmark (`DEFAULT_RELEASE_PARAMS[benchmark]`) updated by
+    `overrides`, which may be any argument of `write_synthetic_release` but `out_dir` and `benchmark`.
+
+        ensure_release()                                      # the built-in MIntRec release
+        ensure_release("MIntRec2.0")                          # the built-in MIntRec2.0 release
+        ensure_release("MIntRec", nonverbal_signal=0.0)       # its twin without the non-verbal cue
+        ensure_release("MIntRec", data_dir="data/synthetic")  # the built-in release, in that folder
+
+    Without `data_dir` the release lives in the cache (`cache_dir`, else `default_cache_dir()`), in the folder
+    `synthetic-<benchmark>-<hash>` where the hash covers every parameter and the generator version, so other
+    parameters or a changed generator never reuse stale files. It is written into a staging folder and renamed into
+    place, so processes that ask for the same release at the same time never see a half-written one.
+
+    With `data_dir`, the release is that folder:
+      - a complete synthetic release written with these parameters is used as it is;
+      - one written with other parameters raises `SyntheticReleaseMismatchError` naming them (to read such a
+        release as it is, load the folder itself, e.g. `load_any(folder)`);
+      - a missing or empty folder, or one left incomplete by an interrupted write, is (re)written;
+      - a folder holding anything else -- a real release, say -- raises `FileExistsError` and is left untouched.
+
+    Raises:
+        TypeError: an override that is not a parameter of the generator.
+        ValueError: an unknown benchmark or an invalid parameter value.
     """
-    key = json.dumps({**DEFAULT_RELEASE_PARAMS, "generator_version": GENERATOR_VERSION}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    root = Path(cache_dir) if cache_dir is not None else _default_cache_root()
-    release_dir = root / f"synthetic-{digest}"
-    if (release_dir / "synthetic_metadata.json").is_file():
+    benchmark = normalize_benchmark(benchmark)
+    # The generator's own defaults, for the parameters neither the built-in release nor the caller sets.
+    generator_defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(write_synthetic_release).parameters.items()
+        if name not in ("out_dir", "benchmark")
+    }
+    unknown = sorted(set(overrides) - set(generator_defaults))
+    if unknown:
+        raise TypeError(
+            f"ensure_release() got unknown release parameter(s) {', '.join(unknown)}; the parameters are: "
+            f"{', '.join(generator_defaults)}"
+        )
+    arguments = {**generator_defaults, **DEFAULT_RELEASE_PARAMS[benchmark], **overrides, "benchmark": benchmark}
+    params = _release_params(**arguments)
+    if data_dir is not None:
+        return _ensure_release_in_folder(Path(data_dir).expanduser(), arguments, params)
+    cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return _ensure_cached_release(cache_dir, arguments, params)
+
+
+def _ensure_cached_release(cache_dir: Path, arguments: dict, params: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    release_dir = cache_dir / f"synthetic-{params['benchmark'].lower()}-{digest}"
+    if (release_dir / METADATA_FILENAME).is_file():
         return release_dir
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".synthetic-{digest}-", dir=root))
+    if release_dir.exists():
+        raise FileExistsError(
+            f"{release_dir} is in the synthetic release cache but holds no complete release ({METADATA_FILENAME} "
+            "is missing): it was not written by ensure_release. Remove it and try again."
+        )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{release_dir.name}-", dir=cache_dir))
     os.chmod(staging, 0o755)  # mkdtemp makes it private; the cache is an ordinary folder
     try:
-        write_synthetic_release(staging, **DEFAULT_RELEASE_PARAMS)
+        write_synthetic_release(staging, **arguments)
         try:
             os.rename(staging, release_dir)
         except OSError:
-            # Another process finished first (the target exists): use its copy.
-            if not (release_dir / "synthetic_metadata.json").is_file():
+            # Another process finished the same release first (the target exists): use its copy.
+            if not (release_dir / METADATA_FILENAME).is_file():
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return release_dir
+
+
+def _ensure_release_in_folder(release_dir: Path, arguments: dict, params: dict) -> Path:
+    metadata_file = release_dir / METADATA_FILENAME
+    if not metadata_file.is_file():
+        # Missing, empty or our own interrupted write: written. Anything else: FileExistsError, nothing touched.
+        return write_synthetic_release(release_dir, **arguments)
+    recorded = recorded_params(release_dir)
+    differences = _differences(recorded, params)
+    if differences:
+        raise SyntheticReleaseMismatchError(
+            f"{release_dir} holds a synthetic release written with other parameters than the ones asked for ("
+            + "; ".join(differences)
+            + "). It is not written over. To read that release as it is, load the folder itself (load_any(folder), "
+            "or the folder as the trainer's --dataset); to get the requested one, choose another data_dir or none "
+            "(the cache)."
+        )
+    return release_dir
+
+
+def recorded_params(release_dir: str | os.PathLike) -> dict:
+    """The generation parameters a synthetic release records in its synthetic_metadata.json."""
+    metadata_file = Path(release_dir) / METADATA_FILENAME
+    try:
+        params = json.loads(metadata_file.read_text(encoding="utf-8"))["params"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{metadata_file}: could not read the release's generation parameters ({type(error).__name__}: {error}); "
+            "expected the JSON object written by datasets_scripts.synthetic, with a 'params' object"
+        ) from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{metadata_file}: 'params' is a {type(params).__name__}; expected an object")
+    return params
+
+
+def _differences(recorded: dict, requested: dict, prefix: str = "") -> list[str]:
+    """'name: X in the folder, Y requested' for each parameter that differs (nested ones as sizes.train)."""
+    differences = []
+    for name in sorted(set(recorded) | set(requested)):
+        here, wanted = recorded.get(name, "missing"), requested.get(name, "missing")
+        if isinstance(here, dict) and isinstance(wanted, dict):
+            differences += _differences(here, wanted, f"{prefix}{name}.")
+        elif here != wanted:
+            differences.append(f"{prefix}{name}: {here!r} in the folder, {wanted!r} requested")
+    return differences

@@ -1,20 +1,23 @@
-"""Tests of datasets_scripts: builders, errors, restricted unpickling, Parquet conversion, Hub push.
+"""Tests of datasets_scripts: builders, errors, restricted unpickling, Parquet conversion.
 
 Releases come from datasets_scripts.synthetic (official layout, tiny sizes); every expectation is
 recomputed from the raw files (TSV lines read by plain splitting, pickles via the safe unpickler).
 """
 
-import json
+import ast
+import importlib
 import logging
 import os
 import pickle
 import shutil
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
 from numpy._core.multiarray import _reconstruct
 
+import datasets_scripts
 from datasets_scripts import (
     MINTREC2_LABELS,
     MINTREC_BINARY_LABELS,
@@ -25,7 +28,9 @@ from datasets_scripts import (
     UnsafePickleError,
     load_any,
     load_mintrec,
+    resolve_source,
     safe_load_file,
+    synthetic,
 )
 from datasets_scripts.safe_pickle import MAX_ARRAY_ELEMENTS, InvalidArrayError, safe_load
 from datasets_scripts.synthetic import write_synthetic_release
@@ -631,7 +636,7 @@ def test_truncated_tensor_storage_names_the_file_and_the_sample(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# Parquet conversion, dataset card, Hub push, load_any
+# Parquet conversion, dataset card, load_any
 # ------------------------------------------------------------------------------------------------
 
 
@@ -693,66 +698,11 @@ def test_convert_refuses_to_mix_with_existing_shards(converted_mintrec2, mintrec
         convert_to_parquet(mintrec2_release, converted_mintrec2, benchmark="MIntRec2.0")
 
 
-@pytest.fixture
-def mock_hub():
-    """Route huggingface_hub's HTTP client to an in-process handler (no network)."""
-    from huggingface_hub.utils import _http
-
-    try:  # huggingface_hub 2.x talks through httpx2, 1.x through httpx
-        import httpx2
-    except ImportError:
-        import httpx as httpx2
-
-    state = {"requests": [], "fail_with": None, "committed": []}
-
-    def handler(request):
-        url = str(request.url)
-        state["requests"].append((request.method, url, request.content))
-        if state["fail_with"]:
-            return httpx2.Response(state["fail_with"], json={"error": "Invalid credentials in Authorization header"})
-        if url.endswith("/api/repos/create"):
-            return httpx2.Response(200, json={"url": "https://huggingface.co/datasets/someone/mintrec"})
-        if url.endswith("/api/validate-yaml"):
-            return httpx2.Response(200, json={})
-        if "/preupload/" in url:
-            files = json.loads(request.content)["files"]
-            return httpx2.Response(200, json={"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]})
-        if "/commit/" in url:
-            lines = [json.loads(line) for line in request.content.decode().splitlines()]
-            state["committed"] += [line["value"]["path"] for line in lines if line["key"] == "file"]
-            return httpx2.Response(200, json={"commitUrl": "https://huggingface.co/datasets/someone/mintrec/commit/" + "0" * 40, "commitOid": "0" * 40})
-        return httpx2.Response(404, json={"error": f"unexpected {url}"})
-
-    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(handler)))
-    try:
-        yield state
-    finally:
-        _http.set_client_factory(_http.default_client_factory)
-
-
-def test_push_to_hub_uploads_card_and_shards(converted_mintrec2, mock_hub):
-    from datasets_scripts.convert import push_to_hub
-
-    push_to_hub(converted_mintrec2, "someone/mintrec", token="hf_test", private=True)
-    create = next(json.loads(body) for method, url, body in mock_hub["requests"] if url.endswith("/api/repos/create"))
-    assert (create["organization"], create["name"], create["type"], create["visibility"]) == ("someone", "mintrec", "dataset", "private")
-    expected = ["README.md"] + sorted(f"data/{p.name}" for p in (converted_mintrec2 / "data").glob("*.parquet"))
-    assert sorted(mock_hub["committed"]) == sorted(expected)
-
-
-def test_failed_push_raises_clear_error(converted_mintrec2, mock_hub):
-    from datasets_scripts.convert import HubPushError, push_to_hub
-
-    mock_hub["fail_with"] = 401
-    with pytest.raises(HubPushError, match="someone/mintrec") as info:
-        push_to_hub(converted_mintrec2, "someone/mintrec", token="hf_bad")
-    assert "401" in str(info.value) and "token" in str(info.value)
-
-
-def test_load_any_sources(mintrec_release, converted_mintrec2, tmp_path):
+def test_load_any_sources(mintrec_release, converted_mintrec2, tmp_path, monkeypatch):
     raw = load_any(str(mintrec_release), cache_dir=str(tmp_path / "a"))  # layout detected
     named = load_any("mintrec", data_dir=mintrec_release, cache_dir=str(tmp_path / "a"))
-    assert raw["test"]["id"] == named["test"]["id"]
+    resolved = load_any(resolve_source(mintrec_release), cache_dir=str(tmp_path / "a"))
+    assert raw["test"]["id"] == named["test"]["id"] == resolved["test"]["id"]
     parquet = load_any(str(converted_mintrec2), cache_dir=str(tmp_path / "b"))
     assert parquet["ood_validation"].features["label"].names[-1] == "UNK"
     with pytest.raises(ValueError, match="data_dir"):
@@ -761,6 +711,120 @@ def test_load_any_sources(mintrec_release, converted_mintrec2, tmp_path):
         load_any(str(mintrec_release), benchmark="MIntRec2.0")
     with pytest.raises(FileNotFoundError):
         load_any(str(tmp_path / "no" / "such" / "folder"))
-    synthetic = load_any("synthetic", data_dir=tmp_path / "synthetic", cache_dir=str(tmp_path / "c"),
-                         synthetic_kwargs=dict(SIZES, num_train=5))  # fmt: skip
-    assert len(synthetic["train"]) == 5
+    with pytest.raises(ValueError, match="pass them to resolve_source"):
+        load_any(resolve_source(mintrec_release), benchmark="MIntRec")
+
+    # "synthetic": the built-in release of the benchmark, written into the release cache on first use.
+    monkeypatch.setenv("DYKEN_CACHE", str(tmp_path / "releases"))
+    monkeypatch.setitem(synthetic.DEFAULT_RELEASE_PARAMS, "MIntRec", dict(SIZES, num_train=5))
+    built_in = load_any("synthetic", cache_dir=str(tmp_path / "c"))
+    assert len(built_in["train"]) == 5 and built_in["train"].features["label"].names == MINTREC_LABELS
+    assert [path.parent for path in (tmp_path / "releases").glob("*/synthetic_metadata.json")] == [
+        resolve_source("synthetic").release_dir
+    ]
+
+
+def test_resolve_source_tells_every_kind_of_source_apart(mintrec_release, mintrec2_release, converted_mintrec2,
+                                                         tmp_path, monkeypatch):  # fmt: skip
+    monkeypatch.setenv("DYKEN_CACHE", str(tmp_path / "releases"))
+    monkeypatch.setitem(synthetic.DEFAULT_RELEASE_PARAMS, "MIntRec", dict(SIZES))
+    monkeypatch.setitem(synthetic.DEFAULT_RELEASE_PARAMS, "MIntRec2.0",
+                        dict(SIZES, num_ood_train=2, num_ood_dev=2, num_ood_test=2))  # fmt: skip
+    real = shutil.copytree(mintrec_release, tmp_path / "MIntRec")  # the official layout, not generated
+    (real / "synthetic_metadata.json").unlink()
+
+    def described(*args, **kwargs):
+        source = resolve_source(*args, **kwargs)
+        return source.kind, source.location, source.benchmark, source.release_dir, source.is_synthetic
+
+    built_in_mintrec2 = resolve_source("synthetic", benchmark="MIntRec2.0").release_dir
+    assert built_in_mintrec2.parent == tmp_path / "releases"
+    assert (built_in_mintrec2 / "out-of-scope" / "MIntRec2.0-OOD" / "train.tsv").is_file()
+    assert described("synthetic", benchmark="mintrec2") == (
+        "release", built_in_mintrec2, "MIntRec2.0", built_in_mintrec2, True
+    )  # fmt: skip
+    mine = tmp_path / "mine"
+    assert described("synthetic", data_dir=mine) == ("release", mine, "MIntRec", mine, True)
+    assert (mine / "train.tsv").is_file()
+    assert described("mintrec", data_dir=real) == ("release", real, "MIntRec", real, False)
+    assert described("MIntRec2", data_dir=mintrec2_release) == (
+        "release", mintrec2_release, "MIntRec2.0", mintrec2_release, True
+    )  # fmt: skip
+    assert described(str(real)) == ("release", real, "MIntRec", real, False)
+    assert described(mintrec2_release, benchmark="MIntRec2.0") == (
+        "release", mintrec2_release, "MIntRec2.0", mintrec2_release, True
+    )  # fmt: skip
+    # A Parquet folder or Hub dataset: the benchmark is only known when given (else from the labels, once loaded).
+    assert described(str(converted_mintrec2)) == ("parquet", converted_mintrec2, None, None, False)
+    assert described(str(converted_mintrec2), benchmark="mintrec2")[2] == "MIntRec2.0"
+    assert described("someone/mintrec") == ("hub", "someone/mintrec", None, None, False)
+
+    # Bad input: a clear error, and nothing written over.
+    before = {path: path.read_bytes() for path in real.rglob("*") if path.is_file()}
+    with pytest.raises(FileExistsError, match="is not empty and holds no synthetic release"):
+        resolve_source("synthetic", data_dir=real)
+    assert {path: path.read_bytes() for path in real.rglob("*") if path.is_file()} == before
+    with pytest.raises(ValueError, match="pass data_dir=<folder>, laid out as"):
+        resolve_source("mintrec2")
+    with pytest.raises(ValueError, match=r"'mintrec' is the MIntRec release, but benchmark='MIntRec2.0'"):
+        resolve_source("mintrec", data_dir=real, benchmark="MIntRec2.0")
+    with pytest.raises(ValueError, match=r"laid out as a MIntRec2.0 release, but benchmark='MIntRec'"):
+        resolve_source(str(mintrec2_release), benchmark="MIntRec")
+    with pytest.raises(FileNotFoundError, match=f"data_dir {tmp_path / 'MintRec'} is not a folder"):
+        resolve_source("mintrec", data_dir=tmp_path / "MintRec")
+    with pytest.raises(ValueError, match="leave data_dir out"):
+        resolve_source(str(real), data_dir=real)
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(ValueError, match="neither an official release folder nor a Parquet dataset folder"):
+        resolve_source(str(tmp_path / "notes"))
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        resolve_source("./no/such/folder")
+    with pytest.raises(ValueError, match="Unknown benchmark 'MIntRec3'"):
+        resolve_source("synthetic", benchmark="MIntRec3")
+
+
+def _imported_package_modules(path, package_modules):
+    """Modules of datasets_scripts that the source file `path` imports, anywhere in it (also inside functions).
+    A name imported from the package itself (`from . import load_any`) is an import of `__init__`."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                module_path = node.module.split(".") if node.module else []
+            elif node.level == 0 and node.module and node.module.split(".")[0] == "datasets_scripts":
+                module_path = node.module.split(".")[1:]
+            else:
+                continue
+            if module_path:
+                imported.add(module_path[0])
+            else:
+                imported |= {alias.name if alias.name in package_modules else "__init__" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "datasets_scripts":
+                    imported.add(parts[1] if len(parts) > 1 else "__init__")
+    return imported
+
+
+def test_datasets_scripts_modules_import_without_a_cycle():
+    package_dir = Path(datasets_scripts.__file__).parent
+    package_modules = {path.stem for path in package_dir.glob("*.py")}
+    graph = {
+        module: _imported_package_modules(package_dir / f"{module}.py", package_modules) for module in package_modules
+    }
+    for module in sorted(package_modules - {"__init__"}):
+        importlib.import_module(f"datasets_scripts.{module}")
+
+    def find_cycle(module, path):
+        if module in path:
+            return path[path.index(module):] + [module]
+        for imported in sorted(graph.get(module, ())):
+            cycle = find_cycle(imported, path + [module])
+            if cycle:
+                return cycle
+        return None
+
+    for module in sorted(graph):
+        cycle = find_cycle(module, [])
+        assert cycle is None, f"import cycle in datasets_scripts: {' -> '.join(cycle)}"

@@ -1,21 +1,27 @@
-"""Synthetic releases: official layout/formats, determinism, and the controllable non-verbal cue."""
+"""Synthetic releases: official layout/formats, determinism, the controllable non-verbal cue, and
+`ensure_release` (the one way to find or write a release: cache, data_dir, parameter checks)."""
 
 import csv
 import filecmp
+import functools
 import json
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from datasets_scripts import synthetic
 from datasets_scripts.safe_pickle import safe_load_file
 from datasets_scripts.synthetic import (
     DEFAULT_RELEASE_PARAMS,
     NONVERBAL_INTENTS,
     NONVERBAL_PAIRS,
-    ensure_default_release,
+    SyntheticReleaseMismatchError,
+    ensure_release,
     write_synthetic_release,
 )
 
@@ -87,8 +93,13 @@ def test_mintrec_layout_headers_ids_and_shapes(cued_release):
 
     # Balanced over the official label set, in every large split.
     for split in ("train", "test"):
-        assert sorted({label for _, _, label in rows[split]}) == sorted(DOC_MINTREC_LABELS)
-    assert set(NONVERBAL_INTENTS) <= set(DOC_MINTREC_LABELS) & set(DOC_MINTREC2_LABELS)
+        labels = [label for _, _, label in rows[split]]
+        assert sorted(set(labels)) == sorted(DOC_MINTREC_LABELS)
+        assert max(map(labels.count, set(labels))) - min(map(labels.count, set(labels))) <= 1
+    # Exactly the clips of the paired intents carry cue records.
+    cues = json.loads((cued_release / "synthetic_metadata.json").read_text(encoding="utf-8"))["cues"]
+    pair_clips = {sample_id for split in SPLITS for sample_id, _, label in rows[split] if label in NONVERBAL_INTENTS}
+    assert pair_clips == set(cues)
 
     max_audio, max_video = round(477 * 0.3), round(225 * 0.3)
     for sample_id in ids:
@@ -135,7 +146,13 @@ def test_mintrec2_layout_in_scope_and_out_of_scope(mintrec2_release):
             assert video[sample_id].shape[1:] == ((1, 256) if scope == "in-scope" else (256,))
             assert audio[sample_id].shape[0] <= round(400 * 0.2) and video[sample_id].shape[0] <= round(180 * 0.2)
         all_ids += ids
+        if scope == "in-scope":
+            pair_clips = {f"dia{row[0]}_utt{row[1]}" for split in SPLITS
+                          for row in read_tsv(folder / f"{split}.tsv")[1] if row[3] in NONVERBAL_INTENTS}
     assert len(all_ids) == len(set(all_ids)), "in-scope and out-of-scope ids must not collide"
+    # The paired intents are MIntRec2.0 intents too: their clips, and only theirs, carry cue records.
+    cues = json.loads((mintrec2_release / "synthetic_metadata.json").read_text(encoding="utf-8"))["cues"]
+    assert set(cues) == pair_clips and {cue["pair"][0] for cue in cues.values()} == {p.plain for p in NONVERBAL_PAIRS}
 
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
@@ -234,23 +251,149 @@ def test_paired_intents_need_the_nonverbal_cue(cued_release, uncued_release):
     assert 0.8 <= accuracy < 0.99
 
 
-def test_ensure_default_release_writes_once(tmp_path):
-    release = ensure_default_release(tmp_path)
-    assert release.parent == tmp_path and release.name.startswith("synthetic-")
+# ---------------------------------------------------------------------------------------------
+# ensure_release: the one way to find or write a release
+# ---------------------------------------------------------------------------------------------
+# Small and short: ~0.1 s to write.
+SMALL = dict(num_train=40, num_dev=20, num_test=20, length_scale=0.1)
+SMALL_MINTREC2 = dict(num_train=60, num_dev=30, num_test=30, num_ood_train=6, num_ood_dev=4, num_ood_test=5,
+                      length_scale=0.1)
+
+
+def file_hashes(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("benchmark, overrides", [("MIntRec", SMALL), ("MIntRec2.0", SMALL_MINTREC2)])
+def test_ensure_release_is_the_built_in_release_updated_by_the_overrides(tmp_path, benchmark, overrides):
+    release = ensure_release(benchmark, cache_dir=tmp_path / "cache", **overrides)
+    parameters = {**DEFAULT_RELEASE_PARAMS[benchmark], **overrides}
+    expected = write_synthetic_release(tmp_path / "direct", benchmark, **parameters)
+    assert file_hashes(release) == file_hashes(expected)
+    if benchmark == "MIntRec2.0":  # the built-in MIntRec2.0 release has out-of-scope data
+        _, rows = read_tsv(release / "out-of-scope" / "MIntRec2.0-OOD" / "test.tsv")
+        assert len(rows) == 5 and {row[3] for row in rows} == {"UNK"}
+
+
+def test_built_in_release_is_written_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DYKEN_CACHE", str(tmp_path / "cache"))
+    release = ensure_release()
+    assert release.parent == tmp_path / "cache"
     stamp = (release / "audio_data" / "audio_feats.pkl").stat().st_mtime_ns
-    assert ensure_default_release(tmp_path) == release
+    assert ensure_release("mintrec") == release
     assert (release / "audio_data" / "audio_feats.pkl").stat().st_mtime_ns == stamp  # cached, not rewritten
-    assert [p.name for p in tmp_path.iterdir()] == [release.name]  # no staging folder left behind
+    assert os.listdir(tmp_path / "cache") == [release.name]  # no staging folder left behind
 
+    # The default job's data: 60 training clips per intent, clips a third of the real length.
     rows, audio, video = load_release(release)
-    sizes = {split: len(rows[split]) for split in SPLITS}
-    assert sizes == {"train": DEFAULT_RELEASE_PARAMS["num_train"], "dev": DEFAULT_RELEASE_PARAMS["num_dev"],
-                     "test": DEFAULT_RELEASE_PARAMS["num_test"]}
-    assert max(a.shape[0] for a in audio.values()) <= 160 and max(len(v) for v in video.values()) <= 80
-    params = json.loads((release / "synthetic_metadata.json").read_text(encoding="utf-8"))["params"]
-    assert params["nonverbal_signal"] == DEFAULT_RELEASE_PARAMS["nonverbal_signal"]
+    assert {split: len(rows[split]) for split in SPLITS} == {"train": 1200, "dev": 300, "test": 400}
+    assert {[label for _, _, label in rows["train"]].count(name) for name in DOC_MINTREC_LABELS} == {60}
+    assert max(a.shape[0] for a in audio.values()) <= 159 and max(len(v) for v in video.values()) <= 75
 
 
-def test_rejects_unknown_benchmark(tmp_path):
+def test_cache_holds_one_release_per_parameter_set(tmp_path):
+    cache = tmp_path / "cache"
+    release = ensure_release("MIntRec", cache_dir=cache, **SMALL)
+    assert ensure_release("MIntRec", cache_dir=cache, **SMALL, nonverbal_signal=8) == release  # 8 == 8.0
+    without_cue = ensure_release("MIntRec", cache_dir=cache, **SMALL, nonverbal_signal=0.0)
+    other_seed = ensure_release("MIntRec", cache_dir=cache, **SMALL, seed=1)
+    assert len({release, without_cue, other_seed}) == 3
+    assert sorted(os.listdir(cache)) == sorted(path.name for path in (release, without_cue, other_seed))
+    # The twin without the cue holds the same clips: same texts, labels and ids.
+    assert (release / "train.tsv").read_bytes() == (without_cue / "train.tsv").read_bytes()
+    assert (release / "train.tsv").read_bytes() != (other_seed / "train.tsv").read_bytes()
+
+
+def test_concurrent_writers_of_one_release_share_the_first_copy(tmp_path, monkeypatch):
+    """Another process completes the same release while this one is writing it: the rename into place fails,
+    and the other copy is used; the staging folder is removed."""
+    cache = tmp_path / "cache"
+    real_writer = synthetic.write_synthetic_release
+    staging_folders, other_process_release = [], []
+
+    @functools.wraps(real_writer)  # ensure_release reads the generator's parameters from its signature
+    def writer_racing_another_process(out_dir, *args, **kwargs):
+        staging_folders.append(out_dir)
+        if len(staging_folders) == 1:  # this process starts writing; the "other process" completes meanwhile
+            other_process_release.append(ensure_release("MIntRec", cache_dir=cache, **SMALL))
+        return real_writer(out_dir, *args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "write_synthetic_release", writer_racing_another_process)
+    release = ensure_release("MIntRec", cache_dir=cache, **SMALL)
+    assert len(staging_folders) == 2 and other_process_release == [release]
+    assert os.listdir(cache) == [release.name]
+    expected = real_writer(tmp_path / "direct", **{**DEFAULT_RELEASE_PARAMS["MIntRec"], **SMALL})
+    assert file_hashes(release) == file_hashes(expected)
+
+
+def test_data_dir_release_is_used_only_with_the_same_parameters(tmp_path):
+    folder = tmp_path / "mine"
+    assert ensure_release("MIntRec", data_dir=folder, **SMALL) == folder
+    before = file_hashes(folder)
+    stamp = (folder / "train.tsv").stat().st_mtime_ns
+    assert ensure_release("MIntRec", data_dir=folder, **SMALL) == folder
+    assert (folder / "train.tsv").stat().st_mtime_ns == stamp  # used, not rewritten
+
+    with pytest.raises(SyntheticReleaseMismatchError) as info:
+        ensure_release("MIntRec", data_dir=folder, **{**SMALL, "num_train": 60, "nonverbal_signal": 0.0})
+    message = str(info.value)
+    assert str(folder) in message
+    assert "sizes.train: 40 in the folder, 60 requested" in message
+    assert "nonverbal_signal: 8.0 in the folder, 0.0 requested" in message
+    assert "sizes.dev" not in message  # only what differs
+    with pytest.raises(FileExistsError, match=r"benchmark: 'MIntRec' in the folder, 'MIntRec2.0' requested"):
+        ensure_release("MIntRec2.0", data_dir=folder, **SMALL_MINTREC2)
+    assert file_hashes(folder) == before
+
+
+def test_data_dir_is_written_only_when_missing_empty_or_left_incomplete(tmp_path):
+    reference = file_hashes(ensure_release("MIntRec", data_dir=tmp_path / "reference", **SMALL))
+
+    # A real release (the official layout without the generator's metadata) is never written over.
+    real = shutil.copytree(tmp_path / "reference", tmp_path / "MIntRec")
+    (real / "synthetic_metadata.json").unlink()
+    before = file_hashes(real)
+    with pytest.raises(FileExistsError) as info:
+        ensure_release("MIntRec", data_dir=real, **SMALL)
+    assert f"{real} is not empty and holds no synthetic release" in str(info.value)
+    assert "found: audio_data, dev.tsv, test.tsv, train.tsv, video_data" in str(info.value)
+    assert file_hashes(real) == before
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        ensure_release("MIntRec", data_dir=tmp_path / "notes.txt", **SMALL)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+    # The generator's own folders are (re)written: empty, or left incomplete by a killed write.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert file_hashes(ensure_release("MIntRec", data_dir=empty, **SMALL)) == reference
+    interrupted = shutil.copytree(tmp_path / "reference", tmp_path / "interrupted")
+    (interrupted / "synthetic_metadata.json").unlink()
+    (interrupted / "train.tsv").write_text("half written")
+    (interrupted / ".synthetic_release_incomplete").touch()
+    assert file_hashes(ensure_release("MIntRec", data_dir=interrupted, **SMALL)) == reference
+
+
+def test_bad_parameters_are_named_before_anything_is_written(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown release parameter\(s\) num_trian; the parameters are: num_train"):
+        ensure_release("MIntRec", cache_dir=tmp_path / "cache", num_trian=5)
+    with pytest.raises(TypeError, match="out_dir"):
+        ensure_release("MIntRec", cache_dir=tmp_path / "cache", out_dir=tmp_path / "x")
+    with pytest.raises(ValueError, match="expected 'MIntRec' or 'MIntRec2.0'"):
+        ensure_release("MIntRec3", cache_dir=tmp_path / "cache")
+    for bad, message in [
+        (dict(num_dev=0), "num_dev must be a whole number >= 1, got 0"),
+        (dict(num_train=2.5), "num_train must be a whole number >= 1, got 2.5"),
+        (dict(distractor_rate=1.5), "distractor_rate must be a number >= 0.0 and <= 1.0, got 1.5"),
+        (dict(length_scale=0), "length_scale must be a number > 0.0, got 0"),
+        (dict(nonverbal_signal=float("nan")), "nonverbal_signal must be a number >= 0.0, got nan"),
+        (dict(vary_pair_sentences="no"), "vary_pair_sentences must be True or False, got 'no'"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ensure_release("MIntRec", cache_dir=tmp_path / "cache", **bad)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            write_synthetic_release(tmp_path / "x", "MIntRec", **{**SMALL, **bad})
     with pytest.raises(ValueError, match="MIntRec"):
-        write_synthetic_release(tmp_path, "MIntRec3", num_train=2, num_dev=2, num_test=2)
+        write_synthetic_release(tmp_path / "x", "MIntRec3", **SMALL)
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "x").exists()

@@ -1,7 +1,7 @@
 """End-to-end tests of train_accelerate.py on tiny synthetic releases (official layout) with a tiny random BERT.
 
 The trainer runs as users run it (`python train_accelerate.py ...`, `accelerate launch ...`) in subprocesses with
-HF_HUB_OFFLINE=1; the Hub upload runs in-process, against the stand-in Hub of test_hub.py. Tiny sizes keep each run
+HF_HUB_OFFLINE=1; the Hub upload runs in-process, against the stand-in Hub of conftest.py. Tiny sizes keep each run
 to a few seconds: what is tested is the plumbing (data, checkpoints, gathering, saving, reports), not accuracy.
 """
 
@@ -17,15 +17,10 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-try:  # the HTTP client of huggingface_hub 2.x; 1.x uses httpx, with the same API
-    import httpx2
-except ImportError:
-    import httpx as httpx2
 import numpy as np
 import pytest
 import torch
-from huggingface_hub import ModelCard, constants
-from huggingface_hub.utils import _http
+from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, BertConfig, BertModel
 
 from datasets_scripts import load_mintrec
@@ -37,6 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "train_accelerate.py"
 sys.path.insert(0, str(REPO_ROOT))
 import train_accelerate  # noqa: E402
+from dyken_hyena.arguments import build_parser  # noqa: E402
+from dyken_hyena.checkpoints import complete_checkpoints  # noqa: E402
 
 CLOSED_SET_METRICS = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "f1_weighted", "precision_weighted")
 OPEN_SET_METRICS = ("f1_is", "f1_oos", "open_accuracy", "open_f1_macro", "auroc", "fpr95")
@@ -74,7 +71,7 @@ def assets(tmp_path_factory):
 
 def tiny_args(assets, output_dir, *extra):
     return [
-        "--dataset", "synthetic", "--data_dir", str(assets.mintrec), "--text_model", str(assets.tiny_bert),
+        "--dataset", str(assets.mintrec), "--text_model", str(assets.tiny_bert),
         "--output_dir", str(output_dir), "--learning_rate", "1e-3", "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "8", "--logging_steps", "2", "--report_to", "none", *extra,
     ]
@@ -96,7 +93,7 @@ def run_script(arguments, env, launcher=(sys.executable,), cwd=None, timeout=300
 @pytest.fixture(scope="module")
 def reference_run(assets):
     output_dir = assets.root / "reference"
-    run_script(tiny_args(assets, output_dir, *REFERENCE, "--report_to", "tensorboard"), assets.env)
+    run_script(tiny_args(assets, output_dir, *REFERENCE, "--with_tracking", "--report_to", "tensorboard"), assets.env)
     return output_dir
 
 
@@ -122,22 +119,13 @@ def assert_results_schema(results, fusions, seeds, open_set=False):
             assert summary[metric]["std"] == pytest.approx(np.std(values, ddof=1) if len(values) > 1 else 0.0)
 
 
-def test_help_documents_every_option():
-    help_text = train_accelerate.build_parser().format_help()
-    for option in (
-        "--config", "--preset", "--dataset", "--data_dir", "--text_model", "--output_dir", "--num_train_epochs",
-        "--max_train_steps", "--fusion", "--seeds", "--resume_from_checkpoint", "--push_to_hub", "--hub_model_id",
-        "--hub_private_repo", "--hub_token", "--checkpointing_steps", "--checkpoints_total_limit",
-        "--gradient_accumulation_steps", "--mixed_precision", "--alignment", "--short_kernel_size",
-        "--use_dynamic_short_conv", "--outlier_exposure_weight", "--fusion_learning_rate",
-    ):
-        assert option in help_text
-    parser = train_accelerate.build_parser()
+def test_every_option_is_documented():
+    parser = build_parser()
     undocumented = [a.dest for a in parser._actions if a.option_strings and not (a.help or "").strip()]
     assert undocumented == []
 
 
-def test_options_from_a_file_with_preset_and_command_line_overrides(tmp_path):
+def test_options_from_a_file_with_preset_and_command_line_overrides(tmp_path, capsys):
     options = tmp_path / "options.yaml"
     options.write_text(
         "preset: mintrec\nfusion: [dyken, mag]\nseeds: [1, 2]\nlearning_rate: 2e-5\nuse_long_conv: false\n"
@@ -152,8 +140,9 @@ def test_options_from_a_file_with_preset_and_command_line_overrides(tmp_path):
     assert train_accelerate.parse_args(["--preset", "mintrec2"]).metric_for_best_model == "accuracy"
 
     options.write_text("fusions: [dyken]\n")
-    with pytest.raises(ValueError, match=r"options.yaml: unknown option 'fusions'"):
+    with pytest.raises(SystemExit):
         train_accelerate.parse_args(["--config", str(options)])
+    assert "options.yaml: unknown option 'fusions'" in capsys.readouterr().err
 
 
 def test_dropout_option_sets_every_dropout_but_mags_and_presets_keep_the_models_own():
@@ -180,7 +169,7 @@ def test_alignment_option_defaults_to_the_models_own_and_keeps_mag_aligned():
     assert (alignment(["--alignment", "avg_pool"], "dyken"), alignment(["--alignment", "avg_pool"], "mag")) == (
         "avg_pool", "avg_pool"
     )
-    paper_setup = ["--config", str(REPO_ROOT / "configs" / "mintrec.yaml"), "--text_model", "all-MiniLM-L6-v2"]
+    paper_setup = ["--config", "mintrec", "--text_model", "all-MiniLM-L6-v2"]  # a config shipped with the package
     assert alignment(paper_setup, "dyken") == "ctc"
 
 
@@ -261,7 +250,7 @@ def test_killed_run_resumes_to_the_same_results(assets, reference_run):
     assert first_checkpoint.is_file(), f"no checkpoint was written before the kill:\n{stderr[-3000:]}"
     assert not (output_dir / "results.json").exists(), "the run finished before it could be killed"
     for checkpoints in output_dir.glob("*/seed_*/checkpoints"):
-        assert len(train_accelerate.complete_checkpoints(checkpoints)) <= CHECKPOINT_LIMIT
+        assert len(complete_checkpoints(checkpoints)) <= CHECKPOINT_LIMIT
 
     # Debris a crash can leave: a half-written staging folder and a checkpoint folder without its marker.
     checkpoints = output_dir / "dyken" / "seed_0" / "checkpoints"
@@ -313,7 +302,7 @@ def test_open_set_run_reports_out_of_scope_metrics(assets):
         assets, output_dir, "--preset", "mintrec2", "--fusion", "dyken", "mag", "--max_train_steps", "6",
         "--outlier_exposure_weight", "0.5", "--checkpointing_steps", "no",
     )
-    arguments[arguments.index("--data_dir") + 1] = str(assets.mintrec2)
+    arguments[arguments.index("--dataset") + 1] = str(assets.mintrec2)
     run_script(arguments, assets.env)
     results = json.loads((output_dir / "results.json").read_text())
     assert_results_schema(results, ["dyken", "mag"], [0], open_set=True)
@@ -327,19 +316,8 @@ def test_open_set_run_reports_out_of_scope_metrics(assets):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# --push_to_hub, in-process, against the stand-in Hub of test_hub.py
+# --push_to_hub, in-process, against the stand-in Hub of conftest.py
 # ---------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_hub(monkeypatch):
-    from test_hub import FakeHub
-
-    hub = FakeHub()
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(hub.handle)))
-    yield hub
-    _http.set_client_factory(_http.default_client_factory)
 
 
 def file_hashes(folder: Path) -> dict:
@@ -348,13 +326,11 @@ def file_hashes(folder: Path) -> dict:
 
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(assets, fake_hub, monkeypatch, caplog):
-    from test_hub import REPO_ID
-
     import datasets
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(assets.root / "hf-datasets"))
     output_dir = assets.root / "pushed"
-    hub_args = ["--push_to_hub", "--hub_model_id", REPO_ID, "--hub_token", "hf_not_a_real_token", "--hub_private_repo"]
+    hub_args = ["--push_to_hub", "--hub_model_id", "someone/dyken-hyena-mintrec", "--hub_token", "hf_not_a_real_token", "--hub_private_repo"]
     arguments = tiny_args(assets, output_dir, "--fusion", "dyken", "--max_train_steps", "3", *hub_args)
     assert train_accelerate.main(arguments) == 0
     assert fake_hub.created_repos and fake_hub.created_repos[0]["visibility"] == "private"
@@ -371,7 +347,7 @@ def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(as
     before = file_hashes(best)
     status = train_accelerate.main(arguments + ["--resume_from_checkpoint", "latest"])  # reuses the finished run
     assert status == 1
-    assert "HTTP 403 during commit" in caplog.text and "local checkpoint" in caplog.text
+    assert "HTTP 403 (no write access to this repository)" in caplog.text and "local checkpoint" in caplog.text
     assert file_hashes(best) == before
 
 
@@ -386,7 +362,7 @@ def test_synthetic_data_dir_never_writes_over_a_real_release(assets, tmp_path):
     (real / "synthetic_metadata.json").unlink()
     before = file_hashes(real)
     arguments = tiny_args(assets, tmp_path / "out", "--fusion", "text", "--max_train_steps", "1")
-    arguments[arguments.index("--data_dir") + 1] = str(real)
+    arguments[arguments.index("--dataset") + 1: arguments.index("--dataset") + 2] = ["synthetic", "--data_dir", str(real)]
     with pytest.raises(train_accelerate.JobSetupError, match=r"MIntRec is not empty and holds no synthetic release"):
         train_accelerate.main(arguments)
     with pytest.raises(FileExistsError, match=r"found: audio_data, dev.tsv, test.tsv, train.tsv, video_data"):
@@ -461,8 +437,7 @@ def test_resume_under_other_options_is_refused_naming_them(assets, reference_run
     args = train_accelerate.parse_args(tiny_args(assets, tmp_path / "job", "--fusion", "dyken", "--resume_from_checkpoint", "latest"))
     checkpoint = tmp_path / "job" / "dyken" / "seed_0" / "checkpoints" / "checkpoint-4"
     checkpoint.mkdir(parents=True)
-    (checkpoint / "checkpoint_complete.json").write_text("{}")
-    (checkpoint / "trainer_state.json").write_text(json.dumps({"fusion": "dyken", "seed": 0}))
+    (checkpoint / "checkpoint_complete.json").write_text(json.dumps({"fusion": "dyken", "seed": 0}))
     (checkpoint / "run_arguments.json").write_text(json.dumps(train_accelerate.run_arguments(args, "dyken", 0, 1)))
     args.logging_steps, args.per_device_eval_batch_size = 5, 3
     plan = train_accelerate.plan_runs(args, tmp_path / "job", num_processes=1)
@@ -506,7 +481,7 @@ def test_bad_option_values_are_refused_when_parsed(option, value, expected, tmp_
 def test_pushed_files_name_no_local_folder(assets, reference_run):
     best = reference_run / "dyken" / "best_checkpoint"
     training_args = json.loads((best / "training_args.json").read_text())
-    assert (training_args["data_dir"], training_args["text_model"], training_args["output_dir"]) == (
+    assert (training_args["dataset"], training_args["model_name_or_path"], training_args["output_dir"]) == (
         "mintrec", "tiny-bert", "reference"
     )
     for name in ("training_args.json", "README.md", "config.json"):
@@ -541,3 +516,46 @@ def test_kernel_normalization_option_reaches_the_model_config():
         args = train_accelerate.parse_args(["--kernel_normalization", value, "--short_kernel_size", "1"])
         config = train_accelerate.build_model(args, "dyken", data, processor).config
         assert (config.kernel_normalization, config.short_kernel_size) == (value, 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The command line of the transformers examples: --seed, --num_warmup_steps, --eval_only, a checkpoint to fine-tune
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_seed_and_warmup_steps_set_the_run(assets, tmp_path):
+    arguments = tiny_args(assets, tmp_path / "job", "--fusion", "text", "--seed", "4", "--max_train_steps", "3",
+                          "--logging_steps", "1", "--lr_scheduler_type", "constant_with_warmup", "--num_warmup_steps", "2")
+    assert train_accelerate.main(arguments) == 0
+    results = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert [(run["fusion"], run["seed"]) for run in results["runs"]] == [("text", 4)]
+    loss_log = json.loads((tmp_path / "job" / "text" / "seed_4" / "run_result.json").read_text())["details"]["loss_log"]
+    # [step, loss, learning rate of the new modules (1e-3)]: half-way through the 2 warmup steps, then the full rate.
+    assert [entry[2] for entry in loss_log] == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+def test_eval_only_reproduces_a_checkpoints_results_and_a_checkpoint_trains_further(assets, reference_run, tmp_path):
+    best = reference_run / "dyken" / "best_checkpoint"
+    expected = json.loads((reference_run / "results.json").read_text())
+    best_seed = json.loads((best / "training_args.json").read_text())["seed"]
+    best_run = next(run for run in expected["runs"] if (run["fusion"], run["seed"]) == ("dyken", best_seed))
+    arguments = ["--eval_only", "--model_name_or_path", str(best), "--dataset", str(assets.mintrec),
+                 "--output_dir", str(tmp_path / "evaluated")]
+    assert train_accelerate.main(arguments) == 0
+    evaluated = json.loads((tmp_path / "evaluated" / "results.json").read_text())["runs"]
+    assert [(run["fusion"], run["seed"]) for run in evaluated] == [("dyken", best_seed)]
+    for split in ("validation", "test"):
+        assert evaluated[0][split] == pytest.approx(best_run[split], abs=1e-9)
+
+    # The same checkpoint as the starting point of more training: its fusion, labels and architecture are kept.
+    further = tiny_args(assets, tmp_path / "further", "--max_train_steps", "2")
+    further[further.index("--text_model") + 1] = str(best)
+    args = train_accelerate.parse_args(further)
+    assert args.fusion == ["dyken"]
+    assert train_accelerate.main(further) == 0
+    continued = DyKenForSequenceClassification.from_pretrained(tmp_path / "further" / "dyken" / "best_checkpoint")
+    assert continued.config.text_config.hidden_size == 32 and continued.config.num_labels == 20
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args(further + ["--fusion", "text"])  # a DyKen checkpoint is not a text-only model
+    with pytest.raises(SystemExit):
+        train_accelerate.parse_args(["--eval_only", "--model_name_or_path", str(assets.tiny_bert)])  # not a checkpoint

@@ -3,10 +3,10 @@
 
 Two ways to use this file, both backed by the same plain functions:
 
-- as an `evaluate` module: `evaluate.load("metrics/intent_metrics")` (closed set) or
-  `evaluate.load("metrics/intent_metrics", "open_set")` (open set with an out-of-scope class);
+- as an `evaluate` module: `evaluate.load("PATH/TO/intent_metrics")` (closed set) or
+  `evaluate.load("PATH/TO/intent_metrics", "open_set")` (open set with an out-of-scope class);
   it loads from the local folder only, so it works with `HF_HUB_OFFLINE=1`;
-- as a Python module: `from metrics.intent_metrics.intent_metrics import doc_fit_thresholds, ...`
+- as a Python module: `from dyken_hyena.metrics import doc_fit_thresholds, ...`
   for the out-of-scope detectors (DOC, max-softmax) that turn logits into K+1-way predictions.
 
 Every metric is a fraction in [0, 1]; multiply by 100 for the percentages papers print.
