@@ -16,7 +16,6 @@ import modeling_dyken
 from configuration_dyken import DyKenConfig
 from modeling_dyken import (
     DyKenForSequenceClassification,
-    DyKenModel,
     ImplicitLongFilter,
     direct_long_conv,
     dynamic_conv_band,
@@ -24,36 +23,7 @@ from modeling_dyken import (
     fft_long_conv,
     resolve_text_model_path,
 )
-
-TINY_BERT = dict(hidden_size=48, num_attention_heads=4, intermediate_size=96, num_hidden_layers=2, vocab_size=120)
-AUDIO_DIM, VIDEO_DIM = 768, 256
-
-
-def tiny_config(**overrides):
-    settings = dict(
-        text_config=TINY_BERT, num_labels=5, max_text_length=16, max_audio_length=40, max_video_length=24,
-        kernel_heads=4, cross_attention_hidden_size=32, cross_attention_heads=4, kernel_generator_hidden_size=32,
-    )
-    settings.update(overrides)
-    return DyKenConfig(**settings)
-
-
-def make_batch(batch_size=3, text_length=12, audio_frames=40, video_frames=24, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    return dict(
-        input_ids=torch.randint(1, 120, (batch_size, text_length), generator=generator),
-        attention_mask=torch.ones(batch_size, text_length, dtype=torch.long),
-        audio_features=torch.randn(batch_size, audio_frames, AUDIO_DIM, generator=generator),
-        audio_attention_mask=torch.ones(batch_size, audio_frames, dtype=torch.long),
-        video_features=torch.randn(batch_size, video_frames, VIDEO_DIM, generator=generator),
-        video_attention_mask=torch.ones(batch_size, video_frames, dtype=torch.long),
-    )
-
-
-def build(seed=0, **overrides):
-    torch.manual_seed(seed)
-    return DyKenForSequenceClassification(tiny_config(**overrides)).eval()
-
+from tiny_dyken import AUDIO_DIM, VIDEO_DIM, after_one_step, build, make_batch, tiny_config
 
 # ----------------------------------------------------------------------------------------------- configuration
 
@@ -135,7 +105,7 @@ def test_logits_do_not_depend_on_padding(overrides):
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=0)
 
 
-def test_missing_modality_equals_fully_masked_modality_and_is_documented():
+def test_missing_modality_equals_fully_masked_modality():
     model = build(alignment="none")
     batch = make_batch(batch_size=2)
     with torch.no_grad():
@@ -145,7 +115,6 @@ def test_missing_modality_equals_fully_masked_modality_and_is_documented():
         text_only = model(input_ids=batch["input_ids"]).logits
     torch.testing.assert_close(without_audio, masked_audio, atol=1e-5, rtol=0)
     assert torch.isfinite(text_only).all()
-    assert "Missing modalities" in DyKenModel.__doc__
 
 
 def test_utterance_mean_normalisation_removes_a_per_clip_offset_and_nothing_else():
@@ -275,18 +244,6 @@ def test_long_filter_decays_and_does_not_depend_on_sequence_length():
 
 
 # ----------------------------------------------------------------------------------------------- training
-
-
-def after_one_step(model, batch, labels):
-    """The model after one Adam step on the batch (every weight moves by about the learning rate): DyKen's
-    modulation starts at exactly zero (its output projection does), so only from here on does every part of the
-    fusion take part."""
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model(**batch, labels=labels).loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-    return model
 
 
 @pytest.mark.parametrize(
@@ -438,19 +395,6 @@ def save_tiny_checkpoint(directory):
         logits = model(**batch).logits
     torch.save({"batch": batch, "logits": logits}, directory / "expected.pt")
     return model
-
-
-def test_save_pretrained_writes_safetensors_code_and_auto_map(tmp_path):
-    save_tiny_checkpoint(tmp_path)
-    config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {
-        "AutoConfig": "configuration_dyken.DyKenConfig",
-        "AutoModel": "modeling_dyken.DyKenModel",
-        "AutoModelForSequenceClassification": "modeling_dyken.DyKenForSequenceClassification",
-    }
-    assert config["model_type"] == "dyken"
-    for name in ("model.safetensors", "modeling_dyken.py", "configuration_dyken.py"):
-        assert (tmp_path / name).is_file(), name
 
 
 def test_installed_package_registers_the_auto_classes(tmp_path):

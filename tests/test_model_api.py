@@ -13,7 +13,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from modeling_dyken import DyKenForSequenceClassification
 from processing_dyken import DyKenProcessor
-from test_model import AUDIO_DIM, TINY_BERT, VIDEO_DIM, after_one_step, build, make_batch, tiny_config
+from tiny_dyken import AUDIO_DIM, TINY_BERT, VIDEO_DIM, after_one_step, build, make_batch, tiny_config
 
 NUM_LAYERS = TINY_BERT["num_hidden_layers"]
 
