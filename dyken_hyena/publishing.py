@@ -1,4 +1,4 @@
-# Copyright 2025 The DyKen-Hyena contributors. Licensed under the Apache License, Version 2.0.
+# Copyright 2026 The DyKen-Hyena contributors. Licensed under the Apache License, Version 2.0.
 """Model card and Hub upload of a trained DyKen-Hyena checkpoint.
 
     python -m dyken_hyena.publishing CHECKPOINT_DIR --hub_model_id USER/NAME [--hub_private_repo]
@@ -131,14 +131,10 @@ def minimum_transformers_version() -> str:
         requirements = [Requirement(line) for line in metadata.requires(DISTRIBUTION_NAME) or []]
     except metadata.PackageNotFoundError:
         return FALLBACK_MINIMUM_TRANSFORMERS_VERSION
-    floors = [
-        spec.version
-        for requirement in requirements
-        if canonicalize_name(requirement.name) == "transformers"
-        and (requirement.marker is None or requirement.marker.evaluate({"extra": ""}))
-        for spec in requirement.specifier
-        if spec.operator in (">=", "~=", "==")
-    ]
+    floors = [spec.version for requirement in requirements
+              if canonicalize_name(requirement.name) == "transformers"
+              and (requirement.marker is None or requirement.marker.evaluate({"extra": ""}))
+              for spec in requirement.specifier if spec.operator in (">=", "~=", "==")]
     return max(floors, key=Version) if floors else FALLBACK_MINIMUM_TRANSFORMERS_VERSION
 
 
@@ -151,13 +147,9 @@ def _check_fractions(results: dict) -> dict:
     """Refuse `results` whose known metrics are not fractions in [0, 1] (percentages, typically)."""
     if not isinstance(results, dict) or set(results) - {"runs", "summary"}:
         raise ValueError("`results` must be a dict with the keys 'runs' and 'summary'.")
-    values = [
-        (f"['runs'][{index}]['{split}']['{metric}']", value)
-        for index, run in enumerate(results.get("runs", []))
-        for split in ("validation", "test")
-        for metric, value in (run.get(split) or {}).items()
-        if metric in CARD_METRICS
-    ]
+    values = [(f"['runs'][{index}]['{split}']['{metric}']", value)
+              for index, run in enumerate(results.get("runs", [])) for split in ("validation", "test")
+              for metric, value in (run.get(split) or {}).items() if metric in CARD_METRICS]
     for fusion, metrics in (results.get("summary") or {}).items():
         for metric, stats in metrics.items():
             if not isinstance(stats, dict) or "mean" not in stats:
@@ -187,18 +179,10 @@ def _is_hub_model_id(name) -> bool:
     return bool(name) and not Path(str(name)).exists() and re.fullmatch(r"[\w.-]+(/[\w.-]+)?", str(name)) is not None
 
 
-def render_model_card(
-    checkpoint_dir,
-    results: dict = None,
-    training_args: dict = None,
-    dataset_name: str = "MIntRec",
-    dataset_id: str = None,
-    base_model: str = None,
-    repo_id: str = None,
-    license: str = DEFAULT_LICENSE,
-    template_path=MODEL_CARD_TEMPLATE,
-    synthetic: bool = None,
-) -> ModelCard:
+def render_model_card(checkpoint_dir, results: dict = None, training_args: dict = None, dataset_name: str = "MIntRec",
+                      dataset_id: str = None, base_model: str = None, repo_id: str = None,
+                      license: str = DEFAULT_LICENSE, template_path=MODEL_CARD_TEMPLATE,
+                      synthetic: bool = None) -> ModelCard:
     """The model card (README.md) of a DyKen-Hyena checkpoint.
 
     Args:
@@ -258,45 +242,29 @@ def render_model_card(
         index_values, index_source = {}, None
     # No model-index at all for a synthetic run: the Hub lists every entry as an evaluation result on a dataset.
     eval_results = [
-        EvalResult(
-            task_type="text-classification",
-            task_name="Multimodal intent recognition",
-            dataset_type=dataset_id or re.sub(r"[^a-z0-9.]+", "-", dataset_name.lower()),
-            dataset_name=dataset_name,
-            dataset_split="test",
-            metric_type=CARD_METRICS[key][0],
-            metric_name=CARD_METRICS[key][1],
-            metric_args=CARD_METRICS[key][2],
-            metric_value=_fraction(index_values[key]),
-        )
+        EvalResult(task_type="text-classification", task_name="Multimodal intent recognition",
+                   dataset_type=dataset_id or re.sub(r"[^a-z0-9.]+", "-", dataset_name.lower()),
+                   dataset_name=dataset_name, dataset_split="test", metric_type=CARD_METRICS[key][0],
+                   metric_name=CARD_METRICS[key][1], metric_args=CARD_METRICS[key][2],
+                   metric_value=_fraction(index_values[key]))
         for key in CARD_METRICS
         if not synthetic and _fraction(index_values.get(key)) is not None
     ]
     card_data = ModelCardData(
-        language="en",
-        license=license,
-        library_name="transformers",
-        pipeline_tag="text-classification",
+        language="en", license=license, library_name="transformers", pipeline_tag="text-classification",
         tags=CARD_TAGS + [SYNTHETIC_DATA_TAG] if synthetic else CARD_TAGS,
         datasets=[dataset_id] if dataset_id else None,
         base_model=text_encoder if _is_hub_model_id(text_encoder) else None,
         # Metric ids of hf.co/metrics; FPR@95 has none and stays in the model-index only.
         metrics=sorted({result.metric_type for result in eval_results} - {"fpr95"}) or None,
-        model_name=model_name,
-        eval_results=eval_results or None,
+        model_name=model_name, eval_results=eval_results or None,
     )
 
     id2label = config.get("id2label") or {}
     architecture = {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
     return ModelCard.from_template(
-        card_data,
-        template_path=str(template_path),
-        model_id=repo_id or model_name,
-        fusion=fusion,
-        text_encoder=text_encoder,
-        dataset_name=dataset_name,
-        dataset_id=dataset_id,
-        synthetic=synthetic,
+        card_data, template_path=str(template_path), model_id=repo_id or model_name, fusion=fusion,
+        text_encoder=text_encoder, dataset_name=dataset_name, dataset_id=dataset_id, synthetic=synthetic,
         minimum_transformers_version=minimum_transformers_version(),
         labels=[id2label[key] for key in sorted(id2label, key=int)],
         architecture_yaml=yaml.safe_dump(architecture, sort_keys=False).strip() if architecture else None,
@@ -310,15 +278,8 @@ def render_model_card(
     )
 
 
-def push_checkpoint(
-    checkpoint_dir,
-    repo_id: str,
-    token: str = None,
-    private: bool = False,
-    *,
-    card=None,
-    commit_message: str = DEFAULT_COMMIT_MESSAGE,
-):
+def push_checkpoint(checkpoint_dir, repo_id: str, token: str = None, private: bool = False, *, card=None,
+                    commit_message: str = DEFAULT_COMMIT_MESSAGE):
     """Upload a checkpoint folder to the Hub model repository `repo_id`; return the `CommitInfo`.
 
     The folder is checked first (`CheckpointError`, before any network call). README.md is then `card` (a
@@ -336,14 +297,8 @@ def push_checkpoint(
     try:
         if card is not None:
             readme.write_text(str(card), encoding="utf-8")
-        return upload_folder(
-            folder,
-            repo_id,
-            token=token,
-            private=private,
-            commit_message=commit_message,
-            ignore_patterns=UPLOAD_IGNORE_PATTERNS,
-        )
+        return upload_folder(folder, repo_id, token=token, private=private, commit_message=commit_message,
+                             ignore_patterns=UPLOAD_IGNORE_PATTERNS)
     except BaseException:  # also Ctrl-C: the folder is put back whatever stopped the upload
         if previous_readme is None:
             readme.unlink(missing_ok=True)
@@ -372,19 +327,14 @@ def parse_args(argv=None):
     parser.add_argument("--hub_private_repo", action="store_true", help="create the repository as private")
     parser.add_argument("--hub_token", default=None, help="Hub token (default: HF_TOKEN or the saved login)")
     parser.add_argument("--results", default=None, help="results.json written by the trainer")
-    parser.add_argument(
-        "--training_args", default=None, help="JSON/YAML hyperparameters (default: CHECKPOINT_DIR/training_args.json)"
-    )
+    parser.add_argument("--training_args", default=None,
+                        help="JSON/YAML hyperparameters (default: CHECKPOINT_DIR/training_args.json)")
     parser.add_argument("--dataset_name", default="MIntRec", help='"MIntRec" or "MIntRec2.0"')
     parser.add_argument("--dataset_id", default=None, help="Hub id of the dataset, if any")
     parser.add_argument("--base_model", default=None, help="Hub id of the text encoder (default: from config.json)")
-    parser.add_argument(
-        "--synthetic",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="the checkpoint was trained on synthetic data, not the benchmark: the card says so and has no "
-        "model-index (default: from the training arguments)",
-    )
+    parser.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=None,
+                        help="the checkpoint was trained on synthetic data, not the benchmark: the card says so and "
+                        "has no model-index (default: from the training arguments)")
     parser.add_argument("--license", default=DEFAULT_LICENSE, help="license of the code and weights (%(default)s)")
     parser.add_argument("--commit_message", default=DEFAULT_COMMIT_MESSAGE)
     parser.add_argument("--dry_run", action="store_true", help="check the folder and write README.md, upload nothing")
@@ -396,28 +346,17 @@ def main(argv=None) -> int:
     try:
         check_checkpoint(args.checkpoint_dir)
         card = render_model_card(
-            args.checkpoint_dir,
-            results=_load_mapping(args.results) if args.results else None,
+            args.checkpoint_dir, results=_load_mapping(args.results) if args.results else None,
             training_args=_load_mapping(args.training_args) if args.training_args else None,
-            dataset_name=args.dataset_name,
-            dataset_id=args.dataset_id,
-            base_model=args.base_model,
-            repo_id=args.hub_model_id,
-            license=args.license,
-            synthetic=args.synthetic,
+            dataset_name=args.dataset_name, dataset_id=args.dataset_id, base_model=args.base_model,
+            repo_id=args.hub_model_id, license=args.license, synthetic=args.synthetic,
         )
         if args.dry_run:
             card.save(Path(args.checkpoint_dir) / "README.md")
             print(f"Checkpoint complete; wrote {Path(args.checkpoint_dir) / 'README.md'} (nothing uploaded).")
             return 0
-        commit = push_checkpoint(
-            args.checkpoint_dir,
-            args.hub_model_id,
-            token=args.hub_token,
-            private=args.hub_private_repo,
-            card=card,
-            commit_message=args.commit_message,
-        )
+        commit = push_checkpoint(args.checkpoint_dir, args.hub_model_id, token=args.hub_token,
+                                 private=args.hub_private_repo, card=card, commit_message=args.commit_message)
     except (CheckpointError, HubUploadError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -1,6 +1,5 @@
 """DyKen-Hyena model: configuration, padding invariance, kernels, convolutions, gradients, errors, loading."""
 
-import json
 import math
 import re
 import os
