@@ -4,7 +4,7 @@ convolution, without gating, and kernel sizes 1 / 3 / 5, over seeds, through tra
 
     python benchmarks/ablations.py                                  # built-in synthetic MIntRec2.0 release (+ OOS)
     python benchmarks/ablations.py --seeds 0 1 2 3 4 5 6 7 8 9 -- \\
-        --preset mintrec2 --dataset mintrec2 --data_dir /data/MIntRec2.0 --text_model bert-base-uncased
+        --preset mintrec2 --dataset mintrec2 --data_dir /data/MIntRec2.0 --model_name_or_path bert-base-uncased
 
 Options after `--` go to every training run (the data, the encoder, the protocol); each row adds its own switch.
 With out-of-scope data (MIntRec2.0) the table has F1-IS and F1-OOS next to ACC and F1, as the paper's. Writes

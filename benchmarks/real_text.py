@@ -39,7 +39,7 @@ VIDEO_PER_AUDIO_FRAME = 0.45  # the official releases hold about 0.42-0.5 video 
 SECONDS_PER_WORD = 0.35  # for the few rows whose timestamps cannot be read
 DEFAULT_RUNS = ["text=--fusion text", "dyken=--fusion dyken"]
 # The budget of the comparison: the packaged MiniLM encoder, 4 epochs, the trainer's defaults otherwise.
-COMMON_ARGS = ["--text_model", "all-MiniLM-L6-v2", "--num_train_epochs", "4", "--report_to", "none",
+COMMON_ARGS = ["--model_name_or_path", "all-MiniLM-L6-v2", "--num_train_epochs", "4", "--report_to", "none",
                "--checkpointing_steps", "no", "--no-open_set"]
 
 
