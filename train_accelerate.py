@@ -24,6 +24,7 @@ on dev and test. MIntRec2.0 with out-of-scope data adds out-of-scope detection (
 logits, as the official code does) and optional outlier exposure on the ood_train split.
 """
 
+import argparse
 import json
 import logging
 import math
@@ -156,7 +157,7 @@ def optimizer_parameter_groups(model, args) -> list[dict]:
 class RunContext:
     """What all runs of a job share."""
 
-    args: object
+    args: argparse.Namespace
     accelerator: Accelerator
     data: IntentData
     processor: DyKenProcessor
@@ -176,7 +177,7 @@ def eval_dataloaders(ctx: RunContext) -> dict:
                                   ctx.args.dataloader_num_workers) for name in names}
 
 
-def evaluate_model(ctx: RunContext, model, dataloaders: dict) -> tuple[dict, list]:
+def evaluate_model(ctx: RunContext, model, dataloaders: dict) -> tuple[dict, dict]:
     """The model's metrics on every evaluation split, and its test predictions."""
     outputs = {name: predict(model, loader, ctx.accelerator, f"evaluating {name}") for name, loader in dataloaders.items()}
     result, test_predictions = ctx.evaluator.evaluate(outputs, ctx.data.oos_label_id is not None, ctx.data.is_synthetic)
