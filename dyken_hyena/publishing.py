@@ -36,6 +36,9 @@ PROCESSOR_CONFIG_FILES = ("processor_config.json", "preprocessor_config.json", "
 UPLOAD_IGNORE_PATTERNS = ["__pycache__/**", "**/__pycache__/**", "*.pyc", ".ipynb_checkpoints/**"]
 
 CARD_TAGS = ["multimodal", "intent-recognition", "hyena", "dynamic-convolution", "custom_code"]
+# The Hub task of the checkpoint's own pipeline (pipeline_dyken.py: a clip and its transcript in, an intent out). Not
+# "text-classification": the text-classification pipeline would feed the model the text alone.
+PIPELINE_TAG = "video-classification"
 SYNTHETIC_DATA_TAG = "synthetic-data"  # lets the Hub's tag filter show what a demonstration model was trained on
 DEFAULT_LICENSE = "apache-2.0"
 DEFAULT_COMMIT_MESSAGE = "Upload DyKen-Hyena checkpoint"
@@ -84,10 +87,21 @@ def _auto_map_modules(auto_map: dict) -> list:
     return [ref.rsplit(".", 1)[0] for ref in references if isinstance(ref, str) and "--" not in ref and "." in ref]
 
 
+def _custom_pipelines(config: dict) -> dict:
+    """{task: {"impl": "module.Class", ...}} of a config.json's `custom_pipelines` (written by
+    `Pipeline.save_pretrained`), malformed entries left out."""
+    pipelines = config.get("custom_pipelines")
+    if not isinstance(pipelines, dict):
+        return {}
+    return {task: entry for task, entry in pipelines.items()
+            if isinstance(entry, dict) and isinstance(entry.get("impl"), str)}
+
+
 def check_checkpoint(checkpoint_dir) -> dict:
     """Check that `checkpoint_dir` holds what loading it from the Hub needs and return its config.json: an
     `auto_map` in config.json, the weights (model.safetensors, or the sharded index and its shards) and the code
-    files the `auto_map` entries name, with their relative imports. Raises `CheckpointError` naming what is missing.
+    files the `auto_map` entries and the pipelines of `custom_pipelines` name, with their relative imports. Raises
+    `CheckpointError` naming what is missing.
     """
     folder = Path(checkpoint_dir)
     if not (folder / CONFIG_NAME).is_file():
@@ -105,6 +119,8 @@ def check_checkpoint(checkpoint_dir) -> dict:
     for name in PROCESSOR_CONFIG_FILES:
         if (folder / name).is_file():
             modules += _auto_map_modules(_read_json(folder / name).get("auto_map") or {})
+    # The checkpoint's pipeline, which `pipeline(model=...)` loads from the file `config.custom_pipelines` names.
+    modules += _auto_map_modules({task: entry.get("impl") for task, entry in _custom_pipelines(config).items()})
     for module in dict.fromkeys(modules):
         code_file = folder / (module.replace(".", "/") + ".py")
         try:
@@ -242,7 +258,7 @@ def render_model_card(checkpoint_dir, results: dict = None, training_args: dict 
         index_values, index_source = {}, None
     # No model-index at all for a synthetic run: the Hub lists every entry as an evaluation result on a dataset.
     eval_results = [
-        EvalResult(task_type="text-classification", task_name="Multimodal intent recognition",
+        EvalResult(task_type=PIPELINE_TAG, task_name="Multimodal intent recognition",
                    dataset_type=dataset_id or re.sub(r"[^a-z0-9.]+", "-", dataset_name.lower()),
                    dataset_name=dataset_name, dataset_split="test", metric_type=CARD_METRICS[key][0],
                    metric_name=CARD_METRICS[key][1], metric_args=CARD_METRICS[key][2],
@@ -251,7 +267,7 @@ def render_model_card(checkpoint_dir, results: dict = None, training_args: dict 
         if not synthetic and _fraction(index_values.get(key)) is not None
     ]
     card_data = ModelCardData(
-        language="en", license=license, library_name="transformers", pipeline_tag="text-classification",
+        language="en", license=license, library_name="transformers", pipeline_tag=PIPELINE_TAG,
         tags=CARD_TAGS + [SYNTHETIC_DATA_TAG] if synthetic else CARD_TAGS,
         datasets=[dataset_id] if dataset_id else None,
         base_model=text_encoder if _is_hub_model_id(text_encoder) else None,
@@ -262,6 +278,13 @@ def render_model_card(checkpoint_dir, results: dict = None, training_args: dict 
 
     id2label = config.get("id2label") or {}
     architecture = {key: config[key] for key in ARCHITECTURE_KEYS if key in config}
+    # The pipeline snippet: the checkpoint's own pipeline task, the extractors its processor makes features with,
+    # the label of the out-of-scope answer.
+    pipeline_tasks = [task for task, entry in _custom_pipelines(config).items()
+                      if (folder / f"{entry['impl'].rsplit('.', 1)[0]}.py").is_file()]
+    processor_config = (_read_json(folder / "processor_config.json")
+                        if (folder / "processor_config.json").is_file() else {})
+    detector = config.get("out_of_scope_detector")
     return ModelCard.from_template(
         card_data, template_path=str(template_path), model_id=repo_id or model_name, fusion=fusion,
         text_encoder=text_encoder, dataset_name=dataset_name, dataset_id=dataset_id, synthetic=synthetic,
@@ -274,6 +297,10 @@ def render_model_card(checkpoint_dir, results: dict = None, training_args: dict 
         summary_rows={name: _metric_rows(metrics) for name, metrics in summary.items()},
         summary_runs={name: sum(run.get("fusion") == name for run in runs) for name in summary},
         has_processor=any((folder / name).is_file() for name in PROCESSOR_CONFIG_FILES),
+        pipeline_task=pipeline_tasks[0] if pipeline_tasks else None,
+        audio_feature_model=processor_config.get("audio_feature_model"),
+        video_feature_model=processor_config.get("video_feature_model"),
+        out_of_scope_label=detector.get("label") if isinstance(detector, dict) else None,
         license_name=license,
     )
 

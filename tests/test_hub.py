@@ -214,7 +214,7 @@ def test_model_card_metadata_parses_back(checkpoint):
     )  # fmt: skip
     parsed = ModelCard(str(card))  # what the Hub will read from README.md
     data = parsed.data
-    assert (data.library_name, data.pipeline_tag, data.license) == ("transformers", "text-classification", "apache-2.0")
+    assert (data.library_name, data.pipeline_tag, data.license) == ("transformers", "video-classification", "apache-2.0")
     assert "custom_code" in data.tags  # the Hub's mark of a model that needs trust_remote_code
     assert data.base_model == "sentence-transformers/all-MiniLM-L6-v2"  # from config.json text_config
     assert data.datasets == ["someone/mintrec-features"]
@@ -233,7 +233,7 @@ def test_model_card_metadata_parses_back(checkpoint):
     assert "| Accuracy | 72.65 |" in parsed.text
     assert metrics["Macro F1"].metric_type == "f1" and metrics["Macro F1"].metric_args == {"average": "macro"}
     for result in parsed.data.eval_results:
-        assert (result.task_type, result.dataset_split) == ("text-classification", "test")
+        assert (result.task_type, result.dataset_split) == ("video-classification", "test")
         assert (result.dataset_type, result.dataset_name) == ("someone/mintrec-features", "MIntRec")
     # Body: loading with a pinned revision, results, hyperparameters, citations, data licence.
     text = parsed.text

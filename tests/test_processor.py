@@ -229,3 +229,125 @@ def test_auto_processor_loads_the_saved_code_in_a_fresh_offline_process(tokenize
     assert loaded["lengths"] == [50, 400, 180] and loaded["video_shape"] == [1, 180, 256]
     expected = DyKenProcessor.for_benchmark("MIntRec2.0", tokenizer)(["oh, great idea."])["input_ids"][0].tolist()
     assert loaded["input_ids"] == expected
+
+
+# ------------------------------------------------------------------------------------- per-call options, raw media
+
+
+def test_padding_truncation_and_max_length_may_be_set_per_call(processor, tokenizer):
+    audio, video = random_sequences([500, 37], 768), random_sequences([12, 40], 256)
+    texts = ["hi", LONG_TEXT]
+    longest = DyKenProcessor.for_benchmark("MIntRec", tokenizer, padding="longest")(texts, audio, video)
+    for padding in ("longest", True):
+        per_call = processor(texts, audio, video, padding=padding)
+        for key in longest:
+            assert torch.equal(per_call[key], longest[key]), key
+    assert processor(texts, audio, video)["video_features"].shape == (2, 230, 256)  # the saved setting is kept
+
+    short = processor(texts, max_length=8)
+    assert short["input_ids"].shape == (2, 8) and short["input_ids"][1, -1].item() == tokenizer.sep_token_id
+    with pytest.raises(ValueError, match=r"text\[1\] has \d+ word pieces .*more than max_length=30; truncation=False"):
+        processor(texts, truncation=False)
+    with pytest.raises(ValueError, match=r"audio_features\[0\] has 500 frames, more than 480; truncation=False"):
+        processor(["hi", "café"], audio_features=audio, truncation=False)
+    kept = processor(["hi", "café"], audio_features=random_sequences([480, 3], 768), truncation=False)
+    assert kept["audio_lengths"].tolist() == [480, 3]  # at most the max lengths: nothing to refuse
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(padding="do_not_pad"), r"padding must be one of \('max_length', 'longest'\) or True"),
+        (dict(padding=False), "padding must be one of"),
+        (dict(truncation="sometimes"), "truncation must be True, False or one of"),
+        (dict(max_length=1), r"max_length must be an int >= 2"),
+    ],
+)
+def test_bad_per_call_options_are_refused(processor, options, message):
+    with pytest.raises(ValueError, match=message):
+        processor(["hi"], **options)
+
+
+def test_for_benchmark_names_the_extractors_of_the_released_features_and_saves_them(tokenizer, tmp_path):
+    mintrec = DyKenProcessor.for_benchmark("MIntRec", tokenizer)
+    mintrec2 = DyKenProcessor.for_benchmark("MIntRec2.0", tokenizer)
+    assert (mintrec.audio_feature_model, mintrec.video_feature_model) == ("facebook/wav2vec2-base-960h", "COCO_V1")
+    assert (mintrec2.audio_feature_model, mintrec2.video_feature_model) == ("microsoft/wavlm-base-plus", None)
+    mintrec2.save_pretrained(tmp_path)
+    assert (tmp_path / "extraction_dyken.py").is_file()  # the processor's raw-media code travels with it
+    loaded = DyKenProcessor.from_pretrained(tmp_path)
+    assert (loaded.audio_feature_model, loaded.video_feature_model) == ("microsoft/wavlm-base-plus", None)
+    # A processor saved before the extractors were recorded names none, and refuses raw media rather than guess.
+    config = json.loads((tmp_path / "processor_config.json").read_text())
+    del config["audio_feature_model"], config["video_feature_model"]
+    (tmp_path / "processor_config.json").write_text(json.dumps(config))
+    older = DyKenProcessor.from_pretrained(tmp_path)
+    assert older.audio_feature_model is None and not older.extracts_audio
+    with pytest.raises(ValueError, match="names no audio_feature_model"):
+        older(["hi"], audio=[np.zeros(16000, np.float32)])
+
+
+class FakeAudioExtractor:
+    """An audio extractor's interface: one (samples // 320, 768) array per waveform."""
+
+    sample_rate, minimum_samples = 16000, 400
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, waveforms, sample_rate=16000):
+        self.calls.append((len(waveforms), sample_rate))
+        frames = [np.asarray(w[: len(w) // 320 * 320], np.float32).reshape(-1, 320) for w in waveforms]
+        return [np.repeat(frame.mean(1, keepdims=True), 768, 1) for frame in frames]
+
+
+def fake_video_extractor(frames):
+    """A video extractor's interface: ((T, 1, 256) features, report)."""
+    return np.repeat(frames.mean(axis=(1, 2, 3)).astype(np.float32)[:, None, None], 256, 2), None
+
+
+def test_raw_audio_and_videos_become_features_through_the_extractors(tokenizer):
+    processor = DyKenProcessor.for_benchmark("MIntRec", tokenizer)
+    audio_extractor = FakeAudioExtractor()
+    processor.set_media_extractors(audio=audio_extractor, video=fake_video_extractor)
+    rng = np.random.default_rng(0)
+    waveforms = [rng.standard_normal(16000).astype(np.float32), None, rng.standard_normal(8000).astype(np.float32)]
+    frames = [rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), rng.integers(0, 255, (6, 8, 8, 3), dtype=np.uint8),
+              None]
+    texts = ["a", "b", "c"]
+    batch = processor(texts, audio=waveforms, videos=frames)
+    audio_features = [audio_extractor([waveforms[0]])[0], None, audio_extractor([waveforms[2]])[0]]
+    video_features = [fake_video_extractor(frames[0])[0], fake_video_extractor(frames[1])[0], None]
+    expected = processor(texts, audio_features=audio_features, video_features=video_features)
+    for key in expected:
+        assert torch.equal(batch[key], expected[key]), key
+    assert batch["audio_lengths"].tolist() == [50, 0, 25] and batch["video_lengths"].tolist() == [4, 6, 0]
+    assert audio_extractor.calls[0] == (2, 16000)  # the batch's waveforms go to the extractor together
+    single = processor("a", audio=waveforms[0])  # one utterance: its item may come alone
+    assert torch.equal(single["audio_features"], batch["audio_features"][:1])
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (dict(audio=[np.zeros((2, 16000))]), r"audio\[0\] has shape \(2, 16000\) .*expected a \(N,\) mono waveform"),
+        (dict(audio=[np.zeros(100, np.float32)]), r"audio\[0\] has 100 samples; the audio model needs at least 400"),
+        (dict(videos=[np.zeros((4, 8, 8), np.uint8)]), r"videos\[0\] has shape \(4, 8, 8\) .*expected \(T, H, W, 3\)"),
+        (dict(videos=[np.zeros((4, 8, 8, 3), np.float32)]), r"videos\[0\] .*dtype float32; expected \(T, H, W, 3\)"),
+        (dict(audio=[np.zeros(16000)], audio_features=[np.zeros((3, 768))]), "pass audio .* or audio_features"),
+        (dict(audio=[None, None]), "audio has 2 items but text has 1"),
+    ],
+)
+def test_bad_raw_media_are_refused_naming_the_item(tokenizer, raw, message):
+    processor = DyKenProcessor.for_benchmark("MIntRec", tokenizer)
+    processor.set_media_extractors(audio=FakeAudioExtractor(), video=fake_video_extractor)
+    with pytest.raises(ValueError, match=message):
+        processor(["hi"], **raw)
+
+
+def test_installed_package_registers_the_processor_for_auto_processor(tokenizer, tmp_path):
+    from transformers import AutoProcessor
+
+    DyKenProcessor.for_benchmark("MIntRec", tokenizer).save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)  # no trust_remote_code: `import processing_dyken` registered it
+    assert type(loaded) is DyKenProcessor
