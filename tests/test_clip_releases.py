@@ -24,7 +24,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from test_extraction import HAVE_CLIP_LIBRARIES, make_clip, rectangle_box, tiny_asr_folder, tiny_wav2vec2  # noqa: E402
+from clip_helpers import HAVE_CLIP_LIBRARIES, make_clip, rectangle_box, tiny_asr_folder, tiny_wav2vec2  # noqa: E402
 
 
 if not HAVE_CLIP_LIBRARIES:
@@ -368,3 +368,49 @@ def test_output_folder_rules(assets, reference, tmp_path, capsys):
     assert extract(assets, unfinished) == 1
     error = capsys.readouterr().err
     assert "other settings" in error and "audio_model: 'facebook/wav2vec2-base-960h' then" in error
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole path a user takes: clips -> release -> train_accelerate.py -> pipeline(...) on a new clip
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_release_from_clips_trains_and_its_checkpoint_reads_a_new_clip(assets, reference, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel, pipeline
+
+    import train_accelerate
+    from extraction_dyken import AudioFeatureExtractor, VideoFeatureExtractor, read_clip
+    from modeling_dyken import DyKenForSequenceClassification, resolve_text_model_path
+    from processing_dyken import DyKenProcessor
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(tmp_path / "tiny-bert")
+    tokenizer.save_pretrained(tmp_path / "tiny-bert")
+    job = tmp_path / "job"
+    arguments = ["--dataset", str(reference), "--model_name_or_path", str(tmp_path / "tiny-bert"), "--fusion", "dyken",
+                 "--max_train_steps", "2", "--per_device_train_batch_size", "2", "--checkpointing_steps", "no",
+                 "--output_dir", str(job)]  # fmt: skip
+    assert train_accelerate.main(arguments) == 0
+    best = job / "dyken" / "best_checkpoint"
+
+    # A clip the model has never seen, read through the pipeline saved with the checkpoint, with the extractors the
+    # release was built with (random weights here; the saved ids name the official ones).
+    new_clip = make_clip(tmp_path / "new.mp4", seconds=1.2, fps=10, seed=7)
+    audio = AudioFeatureExtractor(str(assets.root / "wav2vec2"), device="cpu")
+    video = VideoFeatureExtractor(detector=build_detector("none", 48, 64, 20), device="cpu")
+    classifier = pipeline(model=str(best), trust_remote_code=True, device="cpu", audio_extractor=audio,
+                          video_extractor=video)
+    text = "could you give me a hand?"
+    answer = classifier({"text": text, "video": str(new_clip)}, top_k=3)
+
+    model = DyKenForSequenceClassification.from_pretrained(best).eval()
+    clip = read_clip(new_clip)
+    processor = DyKenProcessor.from_pretrained(best)
+    batch = processor([text], audio_features=[audio([clip.waveform])[0]], video_features=[video(clip.frames)[0]])
+    with torch.no_grad():
+        probabilities = model(**batch).logits.softmax(-1)[0]
+    expected = probabilities.topk(3)
+    assert [entry["label"] for entry in answer] == [model.config.id2label[int(i)] for i in expected.indices]
+    np.testing.assert_allclose([entry["score"] for entry in answer], expected.values.numpy(), atol=1e-5)
