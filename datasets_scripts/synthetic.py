@@ -687,19 +687,19 @@ def _check_writable_release_dir(release_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # The built-in releases are "minimal pairs": each pair intent uses 6 fixed sentences, each said both plainly and with
 # the cue on its key word (vary_pair_sentences=False), so the cue is the only way to tell the two intents apart and a
-# model cannot fit them by memorising sentences. The cue is strong (8 noise standard deviations per frame on the key
+# model cannot fit them by memorising sentences. The cue is strong (16 noise standard deviations per frame on the key
 # word) and clean (no per-clip offset, no distractors), so that a small model learns it within a few CPU minutes;
 # offsets and distractors, which make the task harder, remain parameters. Clips are a third of the real length
 # (MIntRec: audio <= 159 frames, video <= 75). MIntRec: 20 intents x 60 training clips. MIntRec2.0: 30 intents x 30
 # training clips, plus out-of-scope clips.
 DEFAULT_RELEASE_PARAMS = {
     "MIntRec": dict(
-        num_train=1200, num_dev=300, num_test=400, seed=0, nonverbal_signal=8.0, length_scale=1 / 3,
+        num_train=1200, num_dev=300, num_test=400, seed=0, nonverbal_signal=16.0, length_scale=1 / 3,
         clip_offset_std=0.0, distractor_rate=0.0, vary_pair_sentences=False,
     ),
     "MIntRec2.0": dict(
         num_train=900, num_dev=300, num_test=300, num_ood_train=300, num_ood_dev=100, num_ood_test=300,
-        seed=0, nonverbal_signal=8.0, length_scale=1 / 3, clip_offset_std=0.0, distractor_rate=0.0,
+        seed=0, nonverbal_signal=16.0, length_scale=1 / 3, clip_offset_std=0.0, distractor_rate=0.0,
         vary_pair_sentences=False,
     ),
 }
