@@ -140,3 +140,12 @@ def tiny_asr_folder(folder: Path) -> Path:
     asr.save_pretrained(folder)
     Wav2Vec2Processor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny inputs: a second thread only adds synchronisation (and the machine may be shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

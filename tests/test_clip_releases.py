@@ -24,7 +24,14 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from clip_helpers import HAVE_CLIP_LIBRARIES, make_clip, rectangle_box, tiny_asr_folder, tiny_wav2vec2  # noqa: E402
+from clip_helpers import (  # noqa: E402
+    HAVE_CLIP_LIBRARIES,
+    make_clip,
+    one_thread,  # noqa: F401 (an autouse fixture)
+    rectangle_box,
+    tiny_asr_folder,
+    tiny_wav2vec2,
+)
 
 
 if not HAVE_CLIP_LIBRARIES:
@@ -53,14 +60,6 @@ BAD_ROWS = {
 }  # fmt: skip
 BOXED_CLIPS = ("S01_E01_1", "S01_E02_4")  # speaker boxes from --boxes; the others are detected
 SUBPROCESS_TIMEOUT = 240
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

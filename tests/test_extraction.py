@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -23,6 +22,7 @@ from clip_helpers import (  # noqa: E402
     RECTANGLE_TOP,
     HAVE_CLIP_LIBRARIES,
     make_clip,
+    one_thread,  # noqa: F401 (an autouse fixture)
     rectangle_box,
     requires_clip_libraries,
     tiny_asr_folder,
@@ -54,15 +54,6 @@ from extraction_dyken import (  # noqa: E402
 
 
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny inputs: a second thread only adds synchronisation (and the machine may be shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

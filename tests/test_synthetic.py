@@ -295,7 +295,8 @@ def test_built_in_release_is_written_once_into_the_cache(tmp_path, monkeypatch):
 def test_cache_holds_one_release_per_parameter_set(tmp_path):
     cache = tmp_path / "cache"
     release = ensure_release("MIntRec", cache_dir=cache, **SMALL)
-    assert ensure_release("MIntRec", cache_dir=cache, **SMALL, nonverbal_signal=8) == release  # 8 == 8.0
+    default_signal = DEFAULT_RELEASE_PARAMS["MIntRec"]["nonverbal_signal"]
+    assert ensure_release("MIntRec", cache_dir=cache, **SMALL, nonverbal_signal=int(default_signal)) == release  # 16 == 16.0
     without_cue = ensure_release("MIntRec", cache_dir=cache, **SMALL, nonverbal_signal=0.0)
     other_seed = ensure_release("MIntRec", cache_dir=cache, **SMALL, seed=1)
     assert len({release, without_cue, other_seed}) == 3
@@ -340,7 +341,7 @@ def test_data_dir_release_is_used_only_with_the_same_parameters(tmp_path):
     message = str(info.value)
     assert str(folder) in message
     assert "sizes.train: 40 in the folder, 60 requested" in message
-    assert "nonverbal_signal: 8.0 in the folder, 0.0 requested" in message
+    assert f"nonverbal_signal: {DEFAULT_RELEASE_PARAMS['MIntRec']['nonverbal_signal']} in the folder, 0.0 requested" in message
     assert "sizes.dev" not in message  # only what differs
     with pytest.raises(FileExistsError, match=r"benchmark: 'MIntRec' in the folder, 'MIntRec2.0' requested"):
         ensure_release("MIntRec2.0", data_dir=folder, **SMALL_MINTREC2)
