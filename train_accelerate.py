@@ -62,7 +62,14 @@ from dyken_hyena.checkpoints import (
     training_arguments,
     write_json,
 )
-from dyken_hyena.data import IntentData, concatenate_batches, load_intent_data, make_dataloader, sample_ood_batch
+from dyken_hyena.data import (
+    IntentData,
+    concatenate_batches,
+    load_intent_data,
+    make_dataloader,
+    release_feature_models,
+    sample_ood_batch,
+)
 from dyken_hyena.evaluation import IntentEvaluator, predict, summarize
 from dyken_hyena.hub import HubUploadError
 from dyken_hyena.publishing import CheckpointError, push_checkpoint, render_model_card
@@ -474,7 +481,8 @@ def main(argv=None) -> int:
         processor = DyKenProcessor.from_pretrained(args.model_name_or_path, padding=args.padding)
     else:
         tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(args.model_name_or_path))
-        processor = DyKenProcessor.for_benchmark(data.benchmark, tokenizer, padding=args.padding)
+        processor = DyKenProcessor.for_benchmark(data.benchmark, tokenizer, padding=args.padding,
+                                                 **release_feature_models(data))
     if args.overwrite_output_dir and accelerator.is_main_process:
         clear_earlier_job(args, output_dir)  # only now: a typo in the data options has removed nothing
     accelerator.wait_for_everyone()

@@ -1,6 +1,7 @@
 # Copyright 2026 The DyKen-Hyena contributors. Licensed under the Apache License, Version 2.0.
 """The training job's data: splits in the project's columns, what the job needs to know about them, DataLoaders."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def load_intent_data(dataset: str, data_dir: str | None, benchmark: str | None, 
     hub_dataset_id = source.location if source.kind == "hub" else None
     return IntentData(splits, benchmark, list(label_names), oos_label_id, source.release_dir, source.is_synthetic,
                       hub_dataset_id)
+
+
+def release_feature_models(data: IntentData) -> dict:
+    """The extractors a release built from clips (`python -m datasets_scripts extract`) recorded in extraction.json,
+    as `DyKenProcessor` fields, so that a checkpoint trained on it reads new clips the same way; {} for any other
+    release (the processor then names the benchmark's official extractors). Random detector weights ("none") cannot
+    be rebuilt from a name: such a checkpoint takes video features, or an extractor passed to its pipeline."""
+    record = data.release_dir / "extraction.json" if data.release_dir else None
+    if record is None or not record.is_file():
+        return {}
+    made_with = json.loads(record.read_text(encoding="utf-8"))
+    video_weights = made_with["video"]["weights"]
+    return {"audio_feature_model": made_with["audio"]["model"],
+            "video_feature_model": None if video_weights in (None, "none") else video_weights}
 
 
 def make_dataloader(dataset, processor, batch_size: int, shuffle: bool, num_workers: int = 0,

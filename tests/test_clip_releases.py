@@ -393,6 +393,9 @@ def test_a_release_from_clips_trains_and_its_checkpoint_reads_a_new_clip(assets,
                  "--output_dir", str(job)]  # fmt: skip
     assert train_accelerate.main(arguments) == 0
     best = job / "dyken" / "best_checkpoint"
+    # The checkpoint names the extractors the release recorded (a folder by its name; random detector weights by none).
+    saved = DyKenProcessor.from_pretrained(best)
+    assert (saved.audio_feature_model, saved.video_feature_model) == ("wav2vec2", None)
 
     # A clip the model has never seen, read through the pipeline saved with the checkpoint, with the extractors the
     # release was built with (random weights here; the saved ids name the official ones).
