@@ -136,6 +136,10 @@ class DyKenConfig(PretrainedConfig):
             its pretrained embeddings (a new model is the text-only model) and the modulation grows only as training
             asks for it. `False` keeps nn.Linear's default initialisation, as safari's operator does. Measured
             either way on the synthetic cue job and on real text in docs/experiments.md; not yet a default.
+        nonverbal_dropout (`float`, defaults to 0.0):
+            Modality dropout while training: the probability that an utterance is seen without its audio and video
+            (both masked, as a missing modality is), so that the text path stays a classifier of its own. Applies
+            to DyKen-Hyena and MAG-BERT; measured in docs/experiments.md.
         mag_beta_shift (`float`, defaults to 0.005):
             MAG's beta: scale of the non-verbal shift relative to the embedding norm.
         mag_dropout (`float`, defaults to 0.5):
@@ -189,6 +193,7 @@ class DyKenConfig(PretrainedConfig):
     long_conv_implementation: str = "fft"
     hyena_dropout: float = 0.1
     zero_init_modulation: bool = False
+    nonverbal_dropout: float = 0.0
     mag_beta_shift: float = 0.005
     mag_dropout: float = 0.5
     classifier_dropout: float | None = None
@@ -284,7 +289,7 @@ class DyKenConfig(PretrainedConfig):
             "hyena_filter_embedding_dim",
             "an odd integer >= 3 (time + sine/cosine pairs)",
         )
-        for field in ("cross_attention_dropout", "kernel_dropout", "hyena_dropout", "mag_dropout"):
+        for field in ("cross_attention_dropout", "kernel_dropout", "hyena_dropout", "mag_dropout", "nonverbal_dropout"):
             value = getattr(self, field)
             check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, field, "a probability in [0, 1)")
         if self.classifier_dropout is not None:

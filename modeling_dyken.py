@@ -945,6 +945,12 @@ class DyKenModel(DyKenPreTrainedModel):
                         "the most the conv1d alignment maps."
                     )
 
+        if self.training and self.config.nonverbal_dropout > 0 and self.config.fusion != "text":
+            # Modality dropout: some training utterances are seen without their audio and video (as if missing), so
+            # the text path stays a classifier of its own and the fusion learns only what the non-verbal input adds.
+            kept = torch.rand(batch_size, 1, device=audio_mask.device) >= self.config.nonverbal_dropout  # (B, 1)
+            audio_mask, video_mask = audio_mask & kept, video_mask & kept
+
         kernels = None
         if self.config.fusion == "dyken":
             embeddings, kernels = self.fusion(embeddings, text_mask, audio, audio_mask, video, video_mask)

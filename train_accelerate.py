@@ -43,7 +43,7 @@ import torch.nn.functional as F
 import transformers
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
@@ -154,6 +154,23 @@ def optimizer_parameter_groups(model, args) -> list[dict]:
             groups[key] = dict(params=[], lr=learning_rate, weight_decay=args.weight_decay if decay else 0.0)
         groups[key]["params"].append(parameter)
     return [groups[key] for key in sorted(groups)]
+
+
+def clip_gradients(accelerator, model, args) -> None:
+    """Clips to --max_grad_norm: one global norm, or (`--grad_clipping separate`) the text model (encoder and
+    classifier head) and the fusion modules each on their own, so that neither's gradient shrinks the other's step;
+    text-only BERT is clipped the same either way. FSDP and DeepSpeed shard the gradients and clip them globally."""
+    if args.grad_clipping == "global" or accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        return
+    accelerator.unscale_gradients()  # fp16: once per step, before any norm is taken
+    text_model, fusion = [], []
+    for name, parameter in accelerator.unwrap_model(model).named_parameters():
+        if parameter.grad is not None:
+            (fusion if name.startswith("dyken.fusion.") else text_model).append(parameter)
+    for parameters in (text_model, fusion):
+        if parameters:
+            torch.nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -293,7 +310,7 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
                 loss = training_step(ctx, model, batch, seed, batch_index)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    clip_gradients(accelerator, model, args)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()

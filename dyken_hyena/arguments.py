@@ -247,6 +247,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     group.add_argument("--max_grad_norm", type=number(float, at_least=0), default=1.0, help="Gradient clipping (0 disables it).")
     group.add_argument(
+        "--grad_clipping", choices=["separate", "global"], default="global",
+        help="global: one norm over all parameters; separate: the text model (encoder and classifier) and the "
+        "fusion modules are each clipped to --max_grad_norm on their own (docs/experiments.md compares them).",
+    )
+    group.add_argument(
         "--early_stopping_patience", type=number(int, at_least=1), default=8,
         help="Stop after this many evaluations (epochs) without improvement of --metric_for_best_model.",
     )

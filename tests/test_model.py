@@ -22,7 +22,7 @@ from modeling_dyken import (
     fft_long_conv,
     resolve_text_model_path,
 )
-from tiny_dyken import AUDIO_DIM, VIDEO_DIM, after_one_step, build, make_batch, tiny_config
+from tiny_dyken import AUDIO_DIM, TINY_BERT, VIDEO_DIM, after_one_step, build, make_batch, tiny_config
 
 # ----------------------------------------------------------------------------------------------- configuration
 
@@ -114,6 +114,27 @@ def test_missing_modality_equals_fully_masked_modality():
         text_only = model(input_ids=batch["input_ids"]).logits
     torch.testing.assert_close(without_audio, masked_audio, atol=1e-5, rtol=0)
     assert torch.isfinite(text_only).all()
+
+
+@pytest.mark.parametrize("fusion", ["dyken", "mag"])
+def test_nonverbal_dropout_withholds_whole_utterances_audio_and_video_in_training_only(fusion):
+    no_dropout = dict(cross_attention_dropout=0.0, hyena_dropout=0.0, mag_dropout=0.0, classifier_dropout=0.0,
+                      text_config=dict(TINY_BERT, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    batch = make_batch(batch_size=6)
+    reference = build(fusion=fusion, **no_dropout)
+    model = build(fusion=fusion, nonverbal_dropout=0.5, **no_dropout)
+    model.load_state_dict(reference.state_dict())
+    with torch.no_grad():
+        with_features = reference(**batch).logits
+        without_features = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.testing.assert_close(model(**batch).logits, with_features)  # eval: nothing is withheld
+        model.train()
+        torch.manual_seed(0)
+        trained_view = model(**batch).logits
+    # Each row is either the row with its features or the row without any: both kinds occur at p = 0.5.
+    withheld = [torch.allclose(trained_view[i], without_features[i], atol=1e-5) for i in range(6)]
+    kept = [torch.allclose(trained_view[i], with_features[i], atol=1e-5) for i in range(6)]
+    assert all(w != k for w, k in zip(withheld, kept)) and any(withheld) and any(kept)
 
 
 def test_utterance_mean_normalisation_removes_a_per_clip_offset_and_nothing_else():

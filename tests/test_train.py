@@ -559,3 +559,45 @@ def test_eval_only_reproduces_a_checkpoints_results_and_a_checkpoint_trains_furt
         train_accelerate.parse_args(further + ["--fusion", "text"])  # a DyKen checkpoint is not a text-only model
     with pytest.raises(SystemExit):
         train_accelerate.parse_args(["--eval_only", "--model_name_or_path", str(assets.tiny_bert)])  # not a checkpoint
+
+
+def test_separate_clipping_keeps_the_fusions_gradients_from_shrinking_the_encoders_step():
+    from accelerate import Accelerator
+
+    from tiny_dyken import build
+
+    accelerator = Accelerator(cpu=True)
+
+    def clipped(fusion, clipping, text_norm=0.5):
+        """Gradients after clipping: the text model's (norm text_norm) and the fusion's (norm 100 if there is one)."""
+        model = build(fusion=fusion)
+        args = train_accelerate.parse_args(["--grad_clipping", clipping, "--max_grad_norm", "1.0"])
+        generator = torch.Generator().manual_seed(0)
+        named = list(model.named_parameters())
+        for name, parameter in named:
+            parameter.grad = torch.randn(parameter.shape, generator=generator)
+        for part, target in (("text", text_norm), ("fusion", 100.0)):
+            grads = [p.grad for name, p in named if name.startswith("dyken.fusion.") == (part == "fusion")]
+            if grads:
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+                for g in grads:
+                    g.mul_(target / norm)
+        before = {name: p.grad.clone() for name, p in named}
+        train_accelerate.clip_gradients(accelerator, model, args)
+        return before, {name: p.grad for name, p in named}
+
+    def norm(grads, fusion_part):
+        return torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(g) for name, g in grads.items() if name.startswith("dyken.fusion.") == fusion_part]
+        )).item()
+
+    before, separate = clipped("dyken", "separate")
+    assert all(torch.equal(separate[name], before[name]) for name in before if not name.startswith("dyken.fusion."))
+    assert norm(separate, True) == pytest.approx(1.0, rel=1e-4)
+    _, shared = clipped("dyken", "global")  # one norm: the fusion's gradient shrinks the text model's 200-fold
+    assert norm(shared, False) == pytest.approx(0.5 / math.hypot(0.5, 100.0), rel=1e-4)
+    _, text_separate = clipped("text", "separate", text_norm=3.0)  # text-only BERT: clipped as before
+    _, text_global = clipped("text", "global", text_norm=3.0)
+    assert norm(text_global, False) == pytest.approx(1.0, rel=1e-4)
+    for name in text_global:  # the same norm, summed in another order
+        torch.testing.assert_close(text_separate[name], text_global[name], rtol=1e-6, atol=0)
