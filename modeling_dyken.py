@@ -200,6 +200,19 @@ class Conv1dAlignment(nn.Module):
         return self.time_map(frames)[:, : text_mask.shape[1]]  # (B, L, D)
 
 
+def average_pool_frames(frames, frame_mask, window: int):
+    """Each run of `window` consecutive frames -> the mean of its real frames; a run without any is masked.
+
+    frames (B, T, D), frame_mask (B, T) bool -> (B, ceil(T / window), D), (B, ceil(T / window))."""
+    if window == 1:
+        return frames, frame_mask
+    keep = frame_mask[..., None].to(frames.dtype)  # (B, T, 1)
+    padding = (0, 0, 0, -frames.shape[1] % window)
+    sums = F.pad(frames * keep, padding).unflatten(1, (-1, window)).sum(2)  # (B, T / window, D)
+    counts = F.pad(keep, padding).unflatten(1, (-1, window)).sum(2)  # (B, T / window, 1)
+    return sums / counts.clamp(min=1), counts[..., 0] > 0
+
+
 def build_alignment(config: DyKenConfig, feature_dim: int, max_frames: int) -> nn.Module:
     if config.alignment == "ctc":  # MAG-BERT keeps the official sum; DyKen's attention reads weighted means
         weighted_mean = config.fusion == "dyken"
@@ -314,8 +327,10 @@ class CrossModalAttention(nn.Module):
 
 class MultimodalContext(nn.Module):
     """One context vector per token: what the token found in the audio and in the video (the paper's "multimodal
-    context"). The token itself is only the query: added to the context it would dominate the LayerNorm, and the
-    generated kernels would follow the words instead of the non-verbal cues."""
+    context"). The token itself is only the query: added to the context, the generated kernels would follow the words
+    instead of the non-verbal cues. LayerNorm-ed by default (`config.context_layer_norm`), so a cue on a few frames
+    reaches the kernel generator at full size; without it the context's size is the evidence, large where frames
+    agree, small where unrelated frames average out."""
 
     def __init__(self, config: DyKenConfig):
         super().__init__()
@@ -325,7 +340,7 @@ class MultimodalContext(nn.Module):
         self.audio_attention = CrossModalAttention(config.hidden_size, config.audio_feature_dim, *args)
         self.video_attention = CrossModalAttention(config.hidden_size, config.video_feature_dim, *args)
         self.output_projection = nn.Linear(2 * hidden, hidden)
-        self.layer_norm = nn.LayerNorm(hidden)
+        self.layer_norm = nn.LayerNorm(hidden) if config.context_layer_norm else nn.Identity()
 
     def forward(self, text, text_mask, audio, audio_mask, audio_position_mask, video, video_mask, video_position_mask):
         dim = self.output_projection.out_features
@@ -573,6 +588,7 @@ class DyKenFusion(nn.Module):
     def __init__(self, config: DyKenConfig):
         super().__init__()
         self.aligned = config.alignment != "none"
+        self.audio_frame_pooling = config.audio_frame_pooling
         self.use_dynamic_short_conv = config.use_dynamic_short_conv
         if config.use_dynamic_short_conv:  # without it the non-verbal input has no path into the model
             if self.aligned:
@@ -591,7 +607,8 @@ class DyKenFusion(nn.Module):
                 audio_mask = text_mask & audio_mask.any(1, keepdim=True)
                 video_mask = text_mask & video_mask.any(1, keepdim=True)
                 audio_positions = video_positions = text_mask
-            else:
+            else:  # the attention reads the frames themselves: audio at a coarser step, the cheaper to project
+                audio, audio_mask = average_pool_frames(audio, audio_mask, self.audio_frame_pooling)
                 audio_positions, video_positions = audio_mask, video_mask
             context = self.context(
                 embeddings, text_mask, audio, audio_mask, audio_positions, video, video_mask, video_positions

@@ -20,7 +20,7 @@ the results table and writes to ./outputs:
     plots/                            training curves, confusion matrices, DyKen's per-token kernels
 
 Each (fusion, seed) is one run: train with early stopping on a dev metric, keep the best weights, then evaluate them
-on dev and test. MIntRec2.0 with out-of-scope data adds out-of-scope detection (DOC thresholds fitted on the training
+on dev and test. A run whose training loss stops being finite ends there and reports its best weights so far. MIntRec2.0 with out-of-scope data adds out-of-scope detection (DOC thresholds fitted on the training
 logits, as the official code does) and optional outlier exposure on the ood_train split.
 """
 
@@ -237,6 +237,31 @@ def evaluate_on_dev(ctx: RunContext, model, dataloader, progress: TrainingProgre
     return improved
 
 
+class TrainingDivergedError(RuntimeError):
+    """A run's training loss stopped being finite before it had any weights worth keeping."""
+
+
+def in_any_process(accelerator, flag: bool) -> bool:
+    """True in every process when `flag` is true in any, so that all processes leave a loop together."""
+    return accelerator.reduce(torch.tensor(float(flag), device=accelerator.device), "sum").item() > 0
+
+
+def stop_diverged_run(progress: TrainingProgress, run_name: str, evaluated_before: bool) -> None:
+    """The training loss stopped being finite: the run ends with the best weights of its dev evaluations so far."""
+    step, epoch = progress.diverged_at_step, progress.epoch + 1
+    advice = ("Lower --learning_rate, --fusion_learning_rate or --modulation_learning_rate, or clip harder "
+              "(--max_grad_norm).")
+    if not evaluated_before:
+        raise TrainingDivergedError(
+            f"[{run_name}] the training loss is not finite at optimizer step {step} (epoch {epoch}), before the first "
+            f"dev evaluation: there are no weights to keep. {advice}"
+        )
+    logger.error(
+        f"[{run_name}] the training loss is not finite at optimizer step {step} (epoch {epoch}): training stops, and "
+        f"the run reports its best weights so far (epoch {progress.best_epoch}). {advice}"
+    )
+
+
 def training_step(ctx: RunContext, model, batch: dict, seed: int, batch_index: int) -> torch.Tensor:
     """The loss of one batch: cross-entropy, plus outlier exposure on out-of-scope utterances when asked."""
     if not ctx.args.outlier_exposure_weight:
@@ -304,11 +329,17 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
         epoch_dataloader = train_dataloader
         if progress.batches_done_in_epoch:
             epoch_dataloader = accelerator.skip_first_batches(train_dataloader, progress.batches_done_in_epoch)
+        non_finite_loss = False  # in this process, since the last optimizer step
         for batch in epoch_dataloader:
             batch_index = progress.epoch * len(train_dataloader) + progress.batches_done_in_epoch
             with accelerator.accumulate(model):
                 loss = training_step(ctx, model, batch, seed, batch_index)
+                non_finite_loss |= not math.isfinite(loss.item())
                 accelerator.backward(loss)
+                # A non-finite loss makes every weight NaN at the next step: stop before it, in every process at once.
+                if accelerator.sync_gradients and in_any_process(accelerator, non_finite_loss):
+                    progress.diverged_at_step = progress.completed_steps + 1
+                    break
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     clip_gradients(accelerator, model, args)
                 optimizer.step()
@@ -335,6 +366,9 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
             if checkpoint_every and progress.completed_steps % checkpoint_every == 0:
                 checkpoint()
 
+        if progress.diverged_at_step is not None:
+            stop_diverged_run(progress, run_name, best_state is not None)
+            break
         epoch = progress.epoch + 1 if progress.batches_done_in_epoch >= len(train_dataloader) else round(
             progress.epoch + progress.batches_done_in_epoch / len(train_dataloader), 3)
         if evaluate_on_dev(ctx, model, dataloaders["validation"], progress, run_name, epoch):
@@ -351,7 +385,8 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
     accelerator.unwrap_model(model).load_state_dict(best_state)
     result, details = evaluate_model(ctx, model, dataloaders)
     result = {"fusion": fusion, "seed": seed, **result, "best_epoch": progress.best_epoch,
-              "stopped_early": progress.stopped_early, "completed_steps": progress.completed_steps}
+              "stopped_early": progress.stopped_early, "completed_steps": progress.completed_steps,
+              "diverged_at_step": progress.diverged_at_step}
     details.update(history=progress.history, loss_log=progress.loss_log)
     if accelerator.is_main_process:
         save_best_checkpoint(ctx, fusion, seed, result, accelerator.unwrap_model(model),
@@ -534,12 +569,16 @@ def main(argv=None) -> int:
 
 
 def cli() -> int:
-    """Entry point: a job that cannot start as asked says why in one message, without a traceback."""
+    """Entry point: a job that cannot start as asked, or whose training diverges before its first evaluation, says
+    why in one message, without a traceback."""
     try:
         return main()
     except JobSetupError as error:
         print(f"train_accelerate.py: error: {error}", file=sys.stderr)
         return 2
+    except TrainingDivergedError as error:
+        print(f"train_accelerate.py: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class TrainingProgress:
     best_validation: dict = field(default_factory=dict)
     evaluations_without_improvement: int = 0
     stopped_early: bool = False
+    diverged_at_step: int | None = None  # the optimizer step whose loss was not finite; training stopped there
     history: list = field(default_factory=list)  # one entry per evaluation: epoch, step, train_loss, dev metrics
     loss_log: list = field(default_factory=list)  # [step, loss, learning rate] every --logging_steps
 

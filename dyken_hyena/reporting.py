@@ -24,6 +24,12 @@ def percent(stats) -> str:
     return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
 
+def diverged_note(run: dict) -> str:
+    """For the per-run table: a run whose training loss stopped being finite reports its best weights before that."""
+    step = run.get("diverged_at_step")  # absent from results written before runs could diverge
+    return "" if step is None else f" (training diverged at step {step})"
+
+
 def results_markdown(args: argparse.Namespace, data, results: list[dict], summary: dict) -> str:
     """results.md: test metrics per fusion (mean ± std over seeds), open-set metrics, the intents that need
     non-verbal cues (synthetic data), and one row per run. `data` is the job's `IntentData`."""
@@ -63,7 +69,7 @@ def results_markdown(args: argparse.Namespace, data, results: list[dict], summar
               + " | Test ACC | Test F1 |", "|---|---|---|---|---|---|"]
     for run in results:
         lines.append(
-            f"| {fusion_names[run['fusion']]} | {run['seed']} | {run['best_epoch']} | "
+            f"| {fusion_names[run['fusion']]} | {run['seed']} | {run['best_epoch']}{diverged_note(run)} | "
             f"{100 * run['validation'][args.metric_for_best_model]:.2f} | {100 * run['test']['accuracy']:.2f} | "
             f"{100 * run['test']['f1_macro']:.2f} |"
         )

@@ -116,6 +116,53 @@ def test_missing_modality_equals_fully_masked_modality():
     assert torch.isfinite(text_only).all()
 
 
+def test_audio_frame_pooling_reads_the_mean_of_each_run_of_real_frames_and_nothing_else():
+    frames = torch.arange(10.0).view(1, 5, 2)  # (B, T, D): frame t holds [2t, 2t + 1]
+    mask = torch.tensor([[True, True, True, False, False]])
+    pooled, pooled_mask = modeling_dyken.average_pool_frames(frames, mask, 2)
+    # [frames 0-1], [frame 2; frame 3 is padding], [frame 4 is padding, then nothing]
+    torch.testing.assert_close(pooled[0, :2], torch.tensor([[1.0, 2.0], [4.0, 5.0]]))
+    assert pooled_mask.tolist() == [[True, True, False]]
+
+    # The model with pooling gives what the model without it gives on the pooled frames.
+    batch = make_batch(batch_size=2)
+    batch["audio_attention_mask"][1, 33:] = 0
+    pooling, reading_every_frame = build(audio_frame_pooling=2), build(audio_frame_pooling=1)
+    audio, audio_mask = modeling_dyken.average_pool_frames(
+        batch["audio_features"], batch["audio_attention_mask"].bool(), 2
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(
+            pooling(**batch).logits,
+            reading_every_frame(**dict(batch, audio_features=audio, audio_attention_mask=audio_mask)).logits,
+        )
+        assert not torch.allclose(pooling(**batch).logits, reading_every_frame(**batch).logits, atol=1e-7)
+
+
+@pytest.mark.parametrize("context_layer_norm", [False, True])
+def test_the_context_keeps_the_size_of_the_evidence_unless_layer_normed(context_layer_norm):
+    """Frames that agree (a cue) give a token a large context; as many unrelated frames of the same size average out,
+    so uninformative audio barely moves the kernels. A LayerNorm on the context rescales both to the same size."""
+    context = build(context_layer_norm=context_layer_norm).dyken.fusion.context
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randn(1, 8, TINY_BERT["hidden_size"], generator=generator)
+    text_mask = torch.ones(1, 8, dtype=torch.bool)
+    no_video, no_video_mask = torch.zeros(1, 1, VIDEO_DIM), torch.zeros(1, 1, dtype=torch.bool)
+    unrelated = torch.randn(1, 200, AUDIO_DIM, generator=generator)  # (B, T, D), each frame of norm ~ sqrt(D)
+    agreeing = unrelated[:, :1].expand(-1, 200, -1)  # the same frame 200 times
+    audio_mask = torch.ones(1, 200, dtype=torch.bool)
+
+    def size(audio):  # mean norm of the tokens' contexts
+        with torch.no_grad():
+            return context(text, text_mask, audio, audio_mask, audio_mask, no_video, no_video_mask, no_video_mask).norm(dim=-1).mean()
+
+    ratio = size(unrelated) / size(agreeing)
+    if context_layer_norm:
+        assert 0.9 < ratio < 1.1
+    else:
+        assert ratio < 0.25  # ~ 1 / sqrt(200) with the near-uniform attention of an untrained model
+
+
 @pytest.mark.parametrize("fusion", ["dyken", "mag"])
 def test_nonverbal_dropout_withholds_whole_utterances_audio_and_video_in_training_only(fusion):
     no_dropout = dict(cross_attention_dropout=0.0, hyena_dropout=0.0, mag_dropout=0.0, classifier_dropout=0.0,

@@ -352,6 +352,51 @@ def test_push_to_hub_uploads_the_best_checkpoint_and_survives_a_failed_upload(as
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# A run whose training loss stops being finite
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_a_diverging_run_stops_with_its_best_weights_says_so_and_the_next_seed_trains(assets, tmp_path, monkeypatch):
+    steps_per_epoch = math.ceil(SIZES["num_train"] / 4)
+    nan_from_batch = steps_per_epoch + 3  # the fourth batch of epoch 2
+    real_training_step = train_accelerate.training_step
+
+    def diverging_in_seed_0(ctx, model, batch, seed, batch_index):
+        loss = real_training_step(ctx, model, batch, seed, batch_index)
+        return loss * float("nan") if seed == 0 and batch_index >= nan_from_batch else loss
+
+    monkeypatch.setattr(train_accelerate, "training_step", diverging_in_seed_0)
+    output_dir = tmp_path / "job"
+    arguments = tiny_args(assets, output_dir, "--fusion", "dyken", "--seeds", "0", "1", "--num_train_epochs", "3")
+    assert train_accelerate.main(arguments) == 0
+
+    diverged, healthy = json.loads((output_dir / "results.json").read_text())["runs"]
+    # Stopped before the optimizer step whose loss was NaN; reported with the weights of its one dev evaluation.
+    assert diverged["diverged_at_step"] == nan_from_batch + 1 and diverged["completed_steps"] == nan_from_batch
+    assert diverged["best_epoch"] == 1
+    history = json.loads((output_dir / "dyken" / "seed_0" / "run_result.json").read_text())["details"]["history"]
+    assert [entry["epoch"] for entry in history] == [1]
+    assert diverged["validation"] == pytest.approx(history[0]["validation"])  # the best weights, not the last ones
+    assert healthy["diverged_at_step"] is None and healthy["completed_steps"] == 3 * steps_per_epoch
+    assert f"| 0 | 1 (training diverged at step {nan_from_batch + 1}) |" in (output_dir / "results.md").read_text()
+    best = DyKenForSequenceClassification.from_pretrained(output_dir / "dyken" / "best_checkpoint")
+    assert all(torch.isfinite(parameter).all() for parameter in best.parameters())
+
+
+def test_a_run_that_diverges_before_its_first_evaluation_stops_the_job_naming_the_step(assets, tmp_path):
+    # A learning rate no model survives: the weights overflow within a few steps.
+    arguments = tiny_args(assets, tmp_path / "job", "--fusion", "dyken", "--learning_rate", "1e30",
+                          "--fusion_learning_rate", "1e30", "--max_grad_norm", "0")
+    process = subprocess.run([sys.executable, str(SCRIPT), *arguments], env=assets.env, capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == 1, process.stderr[-3000:]
+    assert "[dyken/seed_0] the training loss is not finite at optimizer step" in process.stderr
+    assert "before the first dev evaluation" in process.stderr and "--learning_rate" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert not (tmp_path / "job" / "results.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Nothing of the user's is lost or silently reused: data folders, output folders, resumes, pushed files
 # ---------------------------------------------------------------------------------------------------------------
 
