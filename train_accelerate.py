@@ -20,8 +20,9 @@ the results table and writes to ./outputs:
     plots/                            training curves, confusion matrices, DyKen's per-token kernels
 
 Each (fusion, seed) is one run: train with early stopping on a dev metric, keep the best weights, then evaluate them
-on dev and test. A run whose training loss stops being finite ends there and reports its best weights so far. MIntRec2.0 with out-of-scope data adds out-of-scope detection (DOC thresholds fitted on the training
-logits, as the official code does) and optional outlier exposure on the ood_train split.
+on dev and test; a run whose training loss stops being finite ends there and reports its best weights so far.
+MIntRec2.0 with out-of-scope data adds out-of-scope detection (DOC thresholds fitted on the training logits, as the
+official code does) and optional outlier exposure on the ood_train split.
 """
 
 import argparse
@@ -334,7 +335,8 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
             batch_index = progress.epoch * len(train_dataloader) + progress.batches_done_in_epoch
             with accelerator.accumulate(model):
                 loss = training_step(ctx, model, batch, seed, batch_index)
-                non_finite_loss |= not math.isfinite(loss.item())
+                loss_value = loss.item()
+                non_finite_loss |= not math.isfinite(loss_value)
                 accelerator.backward(loss)
                 # A non-finite loss makes every weight NaN at the next step: stop before it, in every process at once.
                 if accelerator.sync_gradients and in_any_process(accelerator, non_finite_loss):
@@ -346,9 +348,9 @@ def train_run(ctx: RunContext, fusion: str, seed: int, resume_from: Path | None)
                 lr_scheduler.step()
                 optimizer.zero_grad()
             progress.batches_done_in_epoch += 1
-            progress.epoch_loss_sum += loss.item()
+            progress.epoch_loss_sum += loss_value
             progress.epoch_loss_batches += 1
-            progress.loss_since_log += loss.item()
+            progress.loss_since_log += loss_value
             progress.batches_since_log += 1
             if not accelerator.sync_gradients:
                 continue
