@@ -26,7 +26,7 @@ def percent(stats) -> str:
 
 def diverged_note(run: dict) -> str:
     """For the per-run table: a run whose training loss stopped being finite reports its best weights before that."""
-    step = run.get("diverged_at_step")  # absent from results written before runs could diverge
+    step = run.get("diverged_at_step")  # absent from the results of earlier trainer versions that a job may reuse
     return "" if step is None else f" (training diverged at step {step})"
 
 
