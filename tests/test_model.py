@@ -154,7 +154,8 @@ def test_the_context_keeps_the_size_of_the_evidence_unless_layer_normed(context_
 
     def size(audio):  # mean norm of the tokens' contexts
         with torch.no_grad():
-            return context(text, text_mask, audio, audio_mask, audio_mask, no_video, no_video_mask, no_video_mask).norm(dim=-1).mean()
+            contexts = context(text, text_mask, audio, audio_mask, audio_mask, no_video, no_video_mask, no_video_mask)
+        return contexts.norm(dim=-1).mean()
 
     ratio = size(unrelated) / size(agreeing)
     if context_layer_norm:
