@@ -55,6 +55,7 @@ def parse_args():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="Pretrained encoder.")
     parser.add_argument("--fusion_learning_rate", type=float, default=1e-3, help="New layers.")
+    parser.add_argument("--modulation_learning_rate", type=float, default=1e-3, help="The Hyena operator.")
     parser.add_argument("--dropout", type=float, default=0.0, help="As the trainer's --dropout.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model_config_overrides", type=json.loads, default={}, help="Other DyKenConfig fields (JSON).")
@@ -103,6 +104,7 @@ def main():
     trainer_args = train_accelerate.parse_args([
         "--fusion", args.fusion, "--alignment", args.alignment, "--dropout", str(args.dropout),
         "--learning_rate", str(args.learning_rate), "--fusion_learning_rate", str(args.fusion_learning_rate),
+        "--modulation_learning_rate", str(args.modulation_learning_rate),
         "--model_config_overrides", json.dumps(args.model_config_overrides),
     ])
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_model_path(trainer_args.model_name_or_path))

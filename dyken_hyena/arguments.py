@@ -224,15 +224,16 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="Peak learning rate of the pretrained text encoder.",
     )
     group.add_argument(
-        "--fusion_learning_rate", type=number(float), default=1e-3,
+        "--fusion_learning_rate", type=number(float), default=3e-3,
         help="Peak learning rate of the newly initialised modules that read audio and video (DyKen's alignment, "
         "cross-modal attention and kernel generator; MAG-BERT's gate) and of the classifier: they learn from scratch "
         "and need a larger rate than a pretrained encoder. A negative value means --learning_rate.",
     )
     group.add_argument(
-        "--modulation_learning_rate", type=number(float), default=-1.0,
+        "--modulation_learning_rate", type=number(float), default=2e-4,
         help="Peak learning rate of DyKen's Hyena operator, which transforms the text embeddings the pretrained "
-        "encoder reads. A negative value (the default) means --fusion_learning_rate.",
+        "encoder reads: slow, so that audio and video that carry nothing do not unsettle the encoder. A negative "
+        "value means --fusion_learning_rate.",
     )
     group.add_argument("--weight_decay", type=number(float, at_least=0), default=0.01, help="AdamW weight decay (not on biases/norms).")
     group.add_argument(

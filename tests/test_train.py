@@ -533,25 +533,30 @@ def test_pushed_files_name_no_local_folder(assets, reference_run):
         assert str(assets.root) not in (best / name).read_text(), name
 
 
-def test_the_hyena_operator_has_its_own_learning_rate():
+def test_each_part_of_the_model_has_its_learning_rate():
     data = SimpleNamespace(label_names=["a", "b", "c"])
     processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
 
-    def rates(argv):
+    def rates(argv, fusion="dyken"):
         args = train_accelerate.parse_args(argv)
-        model = train_accelerate.build_model(args, "dyken", data, processor)
+        model = train_accelerate.build_model(args, fusion, data, processor)
         groups = train_accelerate.optimizer_parameter_groups(model, args)
         assert sum(len(group["params"]) for group in groups) == len(list(model.parameters()))
         rate_of = {id(p): group["lr"] for group in groups for p in group["params"]}
         by_name = {name: rate_of[id(p)] for name, p in model.named_parameters()}
         parts = {"encoder": "dyken.text_model.", "hyena": "dyken.fusion.hyena.", "context": "dyken.fusion.context.",
-                 "kernels": "dyken.fusion.kernel_generator.", "classifier": "classifier."}
-        return {part: {rate for name, rate in by_name.items() if name.startswith(prefix)} for part, prefix in parts.items()}
+                 "kernels": "dyken.fusion.kernel_generator.", "fusion": "dyken.fusion.", "classifier": "classifier."}
+        found = {part: {rate for name, rate in by_name.items() if name.startswith(prefix)} for part, prefix in parts.items()}
+        return {part: rates for part, rates in found.items() if rates}
 
-    default = rates(["--learning_rate", "2e-5", "--fusion_learning_rate", "1e-3"])
-    assert default == {"encoder": {2e-5}, "hyena": {1e-3}, "context": {1e-3}, "kernels": {1e-3}, "classifier": {1e-3}}
-    slow = rates(["--learning_rate", "2e-5", "--modulation_learning_rate", "2e-5"])
-    assert slow["hyena"] == {2e-5} and slow["context"] == slow["kernels"] == {1e-3}
+    # The defaults: a slow Hyena operator, fast modules that read audio and video, the encoder at its own rate.
+    assert rates(["--learning_rate", "2e-5"]) == {
+        "encoder": {2e-5}, "hyena": {2e-4}, "context": {3e-3}, "kernels": {3e-3}, "fusion": {2e-4, 3e-3},
+        "classifier": {3e-3}}
+    same = rates(["--fusion_learning_rate", "5e-4", "--modulation_learning_rate", "-1"])
+    assert same["hyena"] == same["context"] == same["kernels"] == same["classifier"] == {5e-4}
+    assert rates(["--fusion_learning_rate", "5e-4"], fusion="mag") == {
+        "encoder": {5e-5}, "fusion": {5e-4}, "classifier": {5e-4}}
 
 
 def test_kernel_normalization_option_reaches_the_model_config():
@@ -575,8 +580,8 @@ def test_seed_and_warmup_steps_set_the_run(assets, tmp_path):
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     assert [(run["fusion"], run["seed"]) for run in results["runs"]] == [("text", 4)]
     loss_log = json.loads((tmp_path / "job" / "text" / "seed_4" / "run_result.json").read_text())["details"]["loss_log"]
-    # [step, loss, learning rate of the new modules (1e-3)]: half-way through the 2 warmup steps, then the full rate.
-    assert [entry[2] for entry in loss_log] == pytest.approx([5e-4, 1e-3, 1e-3])
+    # [step, loss, learning rate of the new modules (3e-3)]: half-way through the 2 warmup steps, then the full rate.
+    assert [entry[2] for entry in loss_log] == pytest.approx([1.5e-3, 3e-3, 3e-3])
 
 
 def test_eval_only_reproduces_a_checkpoints_results_and_a_checkpoint_trains_further(assets, reference_run, tmp_path):
