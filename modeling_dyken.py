@@ -531,7 +531,11 @@ class HyenaModulation(nn.Module):
         self.long_conv = LONG_CONVOLUTIONS[config.long_conv_implementation]
         # Pre-norm, as in Hyena's residual blocks: pretrained embeddings are small (|e| ~ 0.5 per unit for MiniLM)
         # and the operator multiplies three projections of them, so without it the modulation starts ~1e-3 of |e|.
-        self.input_norm = nn.LayerNorm(config.hidden_size, eps=config.text_config.layer_norm_eps)
+        # No affine: in_proj absorbs a scale and shift, and without them the backward pass needs no gradient for
+        # in_proj's input (the embeddings are read, not trained, by the fusion: see `DyKenFusion`).
+        self.input_norm = nn.LayerNorm(
+            config.hidden_size, eps=config.text_config.layer_norm_eps, elementwise_affine=False
+        )
         # safari's init: a product of three N(0, 0.02) projections would start far below the embedding's scale.
         self.in_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hyena_channels))
         # Zero with zero_init_modulation: the modulation starts at exactly nothing.
@@ -600,6 +604,10 @@ class DyKenFusion(nn.Module):
         self.dropout = nn.Dropout(config.hyena_dropout)
 
     def forward(self, embeddings, text_mask, audio, audio_mask, video, video_mask):
+        # The fusion reads the embeddings but does not train them: the pretrained embeddings learn only from the
+        # encoder's use of them, not to suit a modulation driven by audio and video. It also spares the backward
+        # pass the gradient of in_proj's input, the largest product of the fusion.
+        text = embeddings.detach()  # (B, L, d)
         if self.use_dynamic_short_conv:
             if self.aligned:  # each token now has its own audio and video vector: attend over those
                 audio = self.audio_alignment(audio, audio_mask, text_mask)
@@ -611,13 +619,13 @@ class DyKenFusion(nn.Module):
                 audio, audio_mask = average_pool_frames(audio, audio_mask, self.audio_frame_pooling)
                 audio_positions, video_positions = audio_mask, video_mask
             context = self.context(
-                embeddings, text_mask, audio, audio_mask, audio_positions, video, video_mask, video_positions
+                text, text_mask, audio, audio_mask, audio_positions, video, video_mask, video_positions
             )
             kernels = self.kernel_generator(context, text_mask)  # (B, L, H, Ks)
-            modulation = self.hyena(embeddings, text_mask, kernels)
+            modulation = self.hyena(text, text_mask, kernels)
         else:
             kernels = self.hyena.static_kernels(*text_mask.shape)
-            modulation = self.hyena(embeddings, text_mask)
+            modulation = self.hyena(text, text_mask)
         # A pre-norm residual (the Hyena block normalises its input): with no modulation the encoder receives exactly
         # its pretrained embeddings. A LayerNorm after the sum would rescale them (MiniLM's embedding LayerNorm has
         # weights ~0.6, not 1) and move the pretrained encoder off its input distribution; measured, it also slowed
@@ -709,6 +717,20 @@ class DyKenPreTrainedModel(PreTrainedModel):
         }
         _drop_pipelines_without_code(self.config, save_directory)
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
+        model, loading_info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        # Checkpoints of earlier versions hold a scale and shift for the Hyena operator's input LayerNorm, which now has
+        # none (`HyenaModulation`): loaded without them, the model would compute something else than it was trained to.
+        stale = sorted(key for key in loading_info.get("unexpected_keys", ()) if ".hyena.input_norm." in key)
+        if stale:
+            raise ValueError(
+                f"{args[0] if args else kwargs.get('pretrained_model_name_or_path')}: the checkpoint holds {stale}, "
+                "the Hyena operator's input LayerNorm scale and shift of an earlier version of this model, which this "
+                "version has no place for; load it with the version that saved it, or retrain."
+            )
+        return (model, loading_info) if output_loading_info else model
 
     def _init_weights(self, module):
         if getattr(module, "init_scheme", None) == "pytorch":

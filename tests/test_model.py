@@ -335,6 +335,36 @@ def test_every_trainable_parameter_receives_a_gradient(overrides):
     assert not missing, f"no gradient reaches {missing}"
 
 
+def test_the_fusion_reads_the_embeddings_without_sending_them_a_gradient():
+    # The embeddings' gradient is the encoder input's, exactly: none comes back through the modulation or the
+    # cross-modal attention, while the fusion's own weights still learn.
+    batch = make_batch(batch_size=4)
+    labels = torch.tensor([0, 1, 2, 3])
+    model = after_one_step(build(), batch, labels)
+    captured = {}
+
+    def keep_gradient(name, tensor):
+        tensor.register_hook(lambda grad: captured.__setitem__(name, grad))
+
+    model.dyken.text_model.embeddings.register_forward_hook(lambda module, args, output: keep_gradient("embeddings", output))
+    model.dyken.text_model.encoder.register_forward_pre_hook(lambda module, args: keep_gradient("encoder_input", args[0]))
+    model(**batch, labels=labels).loss.backward()
+    assert captured["encoder_input"].abs().sum() > 0
+    torch.testing.assert_close(captured["embeddings"], captured["encoder_input"], rtol=0, atol=0)
+    assert model.dyken.fusion.hyena.in_proj.weight.grad.abs().sum() > 0
+
+
+def test_a_checkpoint_with_the_earlier_hyena_input_scale_is_refused_by_name(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    build().save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["dyken.fusion.hyena.input_norm.weight"] = torch.ones(TINY_BERT["hidden_size"])
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"dyken\.fusion\.hyena\.input_norm\.weight.*earlier version"):
+        DyKenForSequenceClassification.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize("normalization", ["softmax", "gated_softmax", "none"])
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
 def test_audio_and_video_change_the_logits_at_every_kernel_size(kernel_size, normalization):
