@@ -206,11 +206,16 @@ def average_pool_frames(frames, frame_mask, window: int):
     frames (B, T, D), frame_mask (B, T) bool -> (B, ceil(T / window), D), (B, ceil(T / window))."""
     if window == 1:
         return frames, frame_mask
-    keep = frame_mask[..., None].to(frames.dtype)  # (B, T, 1)
-    padding = (0, 0, 0, -frames.shape[1] % window)
-    sums = F.pad(frames * keep, padding).unflatten(1, (-1, window)).sum(2)  # (B, T / window, D)
-    counts = F.pad(keep, padding).unflatten(1, (-1, window)).sum(2)  # (B, T / window, 1)
-    return sums / counts.clamp(min=1), counts[..., 0] > 0
+    padding = -frames.shape[1] % window
+    if padding:  # only then is the (B, T, D) input copied
+        frames, frame_mask = F.pad(frames, (0, 0, 0, padding)), F.pad(frame_mask, (0, padding))
+    keep = frame_mask.to(frames.dtype).unflatten(1, (-1, window))  # (B, T / window, window)
+    counts = keep.sum(-1, keepdim=True)  # (B, T / window, 1)
+    weights = keep / counts.clamp(min=1)  # each real frame's share of its run's mean
+    # One small batched matmul per run, (1, window) @ (window, D), reads the frames once: masking them first and
+    # summing would write a (B, T, D) copy, which costs about as much as the half of the key projection it saves.
+    means = (weights.unsqueeze(-2) @ frames.unflatten(1, (-1, window))).squeeze(-2)  # (B, T / window, D)
+    return means, counts[..., 0] > 0
 
 
 def build_alignment(config: DyKenConfig, feature_dim: int, max_frames: int) -> nn.Module:
