@@ -528,7 +528,7 @@ class HyenaModulation(nn.Module):
 
     def __init__(self, config: DyKenConfig):
         super().__init__()
-        self.hidden_size = config.hidden_size
+        self.width = config.hyena_width  # of each stream; the embeddings are config.hidden_size = d wide
         self.order = config.hyena_order
         self.use_gating = config.use_gating
         self.use_long_conv = config.use_long_conv
@@ -545,12 +545,12 @@ class HyenaModulation(nn.Module):
         self.in_proj = initialized_as("pytorch", nn.Linear(config.hidden_size, config.hyena_channels))
         # Zero with zero_init_modulation: the modulation starts at exactly nothing.
         self.out_proj = initialized_as(
-            "zeros" if config.zero_init_modulation else "pytorch", nn.Linear(config.hidden_size, config.hidden_size)
+            "zeros" if config.zero_init_modulation else "pytorch", nn.Linear(self.width, config.hidden_size)
         )
         if not config.use_dynamic_short_conv:  # ablation: Hyena's own static depthwise short filter
             self.static_short_kernels = nn.Parameter(torch.zeros(config.hyena_channels, config.short_kernel_size))
         if config.use_long_conv:
-            long_channels = config.hidden_size * (config.hyena_order - 1)
+            long_channels = self.width * (config.hyena_order - 1)
             self.long_filter = ImplicitLongFilter(
                 long_channels, config.max_text_length, config.hyena_filter_embedding_dim,
                 config.hyena_filter_order, config.hyena_filter_sine_frequency, config.hyena_bidirectional,
@@ -576,11 +576,11 @@ class HyenaModulation(nn.Module):
             ).transpose(1, 2) * keep
         else:  # a padded token's kernel is zero, so its output row is already zero
             streams = self.short_conv(streams, kernels.to(streams.dtype))
-        *gates, value = streams.split(self.hidden_size, dim=-1)  # x0 .. x_{N-1}, v: each (B, L, d)
+        *gates, value = streams.split(self.width, dim=-1)  # x0 .. x_{N-1}, v: each (B, L, w)
         if self.use_long_conv:
-            circular = self.long_filter(length, embeddings.device)  # (2L, (N - 1) d)
-            filters = circular.split(self.hidden_size, dim=-1)
-            skips = self.long_skip.split(self.hidden_size)
+            circular = self.long_filter(length, embeddings.device)  # (2L, (N - 1) w)
+            filters = circular.split(self.width, dim=-1)
+            skips = self.long_skip.split(self.width)
         for step in range(self.order - 1):
             if self.use_gating:
                 value = value * gates[self.order - 1 - step]

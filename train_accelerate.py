@@ -138,7 +138,8 @@ def build_model(args, fusion: str, data: IntentData, processor: DyKenProcessor) 
 def optimizer_parameter_groups(model, args) -> list[dict]:
     """AdamW groups: the pretrained text encoder at --learning_rate, DyKen's Hyena operator (it rewrites the
     encoder's input) at --modulation_learning_rate, the other new modules (those that read audio and video, the
-    classifier) at --fusion_learning_rate; weight decay only on matrices (not on biases and LayerNorm weights)."""
+    classifier) at --fusion_learning_rate; weight decay only on matrices (not on biases and LayerNorm weights), the
+    Hyena operator's at --modulation_weight_decay when given."""
     groups = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
@@ -152,7 +153,10 @@ def optimizer_parameter_groups(model, args) -> list[dict]:
         decay = parameter.dim() >= 2
         key = (role, decay)
         if key not in groups:
-            groups[key] = dict(params=[], lr=learning_rate, weight_decay=args.weight_decay if decay else 0.0)
+            weight_decay = args.weight_decay
+            if role == "modulation" and args.modulation_weight_decay is not None:
+                weight_decay = args.modulation_weight_decay
+            groups[key] = dict(params=[], lr=learning_rate, weight_decay=weight_decay if decay else 0.0)
         groups[key]["params"].append(parameter)
     return [groups[key] for key in sorted(groups)]
 

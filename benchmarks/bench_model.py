@@ -45,6 +45,7 @@ FUSIONS = {  # name -> config overrides (alignment: "ctc" for MAG-BERT, "none" f
     "dyken_ctc": dict(fusion="dyken", alignment="ctc"),
     "dyken_untied": dict(fusion="dyken", cross_attention_tied_key_value=False),
     "dyken_audio_pairs": dict(fusion="dyken", audio_frame_pooling=2),
+    "dyken_hyena_256": dict(fusion="dyken", hyena_hidden_size=256),
 }
 # glibc malloc: serve blocks of up to 32 MiB from the heap, and never trim or unmap freed memory (see --allocator).
 KEEP_FREED_MEMORY = {

@@ -237,6 +237,11 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     group.add_argument("--weight_decay", type=number(float, at_least=0), default=0.01, help="AdamW weight decay (not on biases/norms).")
     group.add_argument(
+        "--modulation_weight_decay", type=number(float, at_least=0), default=None,
+        help="AdamW weight decay of DyKen's Hyena operator's matrices, which pulls the modulation toward none "
+        "(default: --weight_decay).",
+    )
+    group.add_argument(
         "--lr_scheduler_type", default="linear",
         choices=["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"],
         help="transformers.get_scheduler schedule.",

@@ -37,6 +37,7 @@ from tiny_dyken import AUDIO_DIM, TINY_BERT, VIDEO_DIM, after_one_step, build, m
         ("cross_attention_heads", 5, "divisor of cross_attention_hidden_size"),
         ("kernel_heads", 7, "divisor of the Hyena channels"),
         ("hyena_order", 1, "integer >= 2"),
+        ("hyena_hidden_size", 0, "None (the text encoder's width) or a positive integer"),
         ("hyena_dropout", 1.5, "probability"),
         ("audio_feature_dim", 0, "positive integer"),
     ],
@@ -78,6 +79,7 @@ def test_config_round_trips_through_json(tmp_path):
         dict(fusion="dyken", alignment="conv1d", long_conv_implementation="direct", hyena_order=3),
         dict(fusion="dyken", alignment="none", hyena_bidirectional=False, short_kernel_size=5),
         dict(fusion="dyken", alignment="none", cross_attention_tied_key_value=False),
+        dict(fusion="dyken", alignment="none", hyena_hidden_size=16, hyena_order=3),
         dict(fusion="dyken", use_dynamic_short_conv=False),
         dict(fusion="dyken", alignment="ctc", normalize_nonverbal_features=True),
         dict(fusion="mag", alignment="ctc"),
@@ -322,6 +324,7 @@ def test_long_filter_decays_and_does_not_depend_on_sequence_length():
         dict(short_kernel_size=1, kernel_normalization="gated_softmax"), dict(short_kernel_size=1, kernel_normalization="none"),
         dict(zero_init_modulation=True),
         dict(short_kernel_size=5, kernel_normalization="none"),
+        dict(hyena_hidden_size=16), dict(hyena_hidden_size=16, use_gating=False),
     ],
 )
 def test_every_trainable_parameter_receives_a_gradient(overrides):

@@ -559,6 +559,28 @@ def test_each_part_of_the_model_has_its_learning_rate():
         "encoder": {5e-5}, "fusion": {5e-4}, "classifier": {5e-4}}
 
 
+def test_modulation_weight_decay_applies_to_the_hyena_operators_matrices_only():
+    data = SimpleNamespace(label_names=["a", "b", "c"])
+    processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
+
+    def decays(argv):
+        args = train_accelerate.parse_args(argv)
+        model = train_accelerate.build_model(args, "dyken", data, processor)
+        groups = train_accelerate.optimizer_parameter_groups(model, args)
+        decay_of = {id(p): group["weight_decay"] for group in groups for p in group["params"]}
+        named = dict(model.named_parameters())
+        return {name: decay_of[id(p)] for name, p in named.items()}
+
+    default = decays([])
+    assert default["dyken.fusion.hyena.in_proj.weight"] == default["dyken.fusion.context.output_projection.weight"] == 0.01
+    strong = decays(["--modulation_weight_decay", "5"])
+    assert strong["dyken.fusion.hyena.in_proj.weight"] == strong["dyken.fusion.hyena.out_proj.weight"] == 5.0
+    assert strong["dyken.fusion.hyena.in_proj.bias"] == 0.0  # biases never decay
+    assert strong["dyken.fusion.context.output_projection.weight"] == strong["classifier.weight"] == 0.01
+    assert {name: value for name, value in strong.items() if ".hyena." not in name} == {
+        name: value for name, value in default.items() if ".hyena." not in name}
+
+
 def test_kernel_normalization_option_reaches_the_model_config():
     data = SimpleNamespace(label_names=["a", "b", "c"])
     processor = SimpleNamespace(max_text_length=30, max_audio_length=480, max_video_length=230)
